@@ -1,0 +1,25 @@
+"""Session-wide setup: the Hugging Face Hub is off limits, and tiny models stand in for it.
+
+huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported, so the variables are
+set here, before this file (or any test module) imports transformers. A test that tries to
+reach the Hub then fails at once instead of hanging on the network.
+"""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import pytest
+
+from tests.tiny_models import TinyModels, build_tiny_blip, build_tiny_roberta
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """Folders holding a tiny BLIP captioner and a tiny RoBERTa sentiment model, built once."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    return TinyModels(
+        caption=build_tiny_blip(root / "caption"),
+        sentiment=build_tiny_roberta(root / "sentiment"),
+    )
