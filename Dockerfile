@@ -1,0 +1,28 @@
+# Mood bot: CPU-only image. Records live in /data, downloaded models in /models:
+#   docker run --env-file .env -v mood-data:/data -v mood-models:/models mood-bot
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HOME=/models \
+    RECORDS_PATH=/data/records.csv
+
+WORKDIR /app
+
+# The CPU wheel first: PyPI's default torch wheel brings several GB of CUDA libraries.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+
+COPY pyproject.toml README.md ./
+COPY core ./core
+COPY bot ./bot
+RUN pip install .
+
+RUN useradd --create-home --uid 10001 bot \
+    && mkdir -p /data /models \
+    && chown bot:bot /data /models
+USER 10001
+
+VOLUME ["/data", "/models"]
+CMD ["python", "-m", "bot"]
