@@ -6,7 +6,6 @@ for its own configuration, so a bad value is caught at start, not mid-conversati
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from core.errors import ConfigError
+from core.logs import configure_logging
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
 DEFAULT_SENTIMENT_MODEL = "cardiffnlp/twitter-roberta-base-sentiment-latest"
@@ -82,12 +82,8 @@ class Settings:
         )
 
     def configure_logging(self) -> None:
-        """Called once by each entry point; quiets httpx, whose request lines carry the token."""
-        logging.basicConfig(
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=self.log_level
-        )
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        logging.getLogger("httpcore").setLevel(logging.WARNING)
+        """Called once by each entry point, before anything could log a secret."""
+        configure_logging(self.log_level, secrets=[self.telegram_bot_token, self.hf_token or ""])
 
 
 class _Reader:
