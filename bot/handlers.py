@@ -1,0 +1,251 @@
+"""One handler per step of a conversation; `bot.app` registers them.
+
+Private chat: a photo (or an image file, or a caption typed in words) waits for the next
+text, which completes the pair; a photo with a Telegram caption is a pair at once.
+Group chat (privacy mode: the bot only sees its commands and replies to itself): `/analyze`
+as a reply to a photo or a text, or a photo captioned `/analyze ...`; without text, a
+ForceReply prompt asks for it and the person's reply to the prompt completes the pair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from telegram import Bot, Chat, Document, ForceReply, Message, PhotoSize, Update
+from telegram.constants import ChatAction
+from telegram.error import TelegramError
+from telegram.ext import ContextTypes
+
+from bot import replies
+from bot.inference import Inference
+from core.errors import CoreError, RecordsError
+from core.pending import Lookup, PendingCaptions
+from core.pipeline import IMAGE, MANUAL
+from core.records import RecordStore
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
+HISTORY_DEFAULT, HISTORY_MAX = 5, 20
+_ANALYZE = re.compile(r"/analyze(?:@(?P<bot>\w+))?(?=\s|$)(?P<rest>.*)", re.DOTALL | re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Deps:
+    inference: Inference
+    store: RecordStore
+    pending: PendingCaptions
+
+
+class Refusal(Exception):
+    """Something about the request we can explain to the person in one line."""
+
+
+def deps(context: ContextTypes.DEFAULT_TYPE) -> Deps:
+    return context.bot_data["deps"]
+
+
+async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/start and /help: both flows in a few lines."""
+    await update.effective_message.reply_html(replies.HELP)
+
+
+async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/cancel: forget this person's waiting caption in this chat."""
+    dropped = deps(context).pending.drop(update.effective_chat.id, update.effective_user.id)
+    await update.effective_message.reply_html(
+        replies.CANCELLED if dropped else replies.NOTHING_PENDING
+    )
+
+
+async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/history [N]: this chat's latest results, never another chat's."""
+    try:
+        (count,) = [int(arg) for arg in context.args] or [HISTORY_DEFAULT]
+    except ValueError:
+        count = 0
+    if not 1 <= count <= HISTORY_MAX:
+        await update.effective_message.reply_html(replies.HISTORY_USAGE.format(limit=HISTORY_MAX))
+        return
+    records = await asyncio.to_thread(deps(context).store.recent, update.effective_chat.id, count)
+    await update.effective_message.reply_html(replies.history(records))
+
+
+async def analyze_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/analyze [text] as a reply to a photo (caption it) or to a text (use it as caption)."""
+    message = update.effective_message
+    target = message.reply_to_message
+    text = _analyze_text(message.text, context.bot.username) or ""
+    if target is not None and _is_picture(target):
+        await _start_from_picture(update, context, target, text)
+    elif target is not None and (target.text or target.caption):
+        await _start_from_caption(update, context, target.text or target.caption, text)
+    else:
+        await message.reply_html(replies.ANALYZE_USAGE)
+
+
+async def picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo or image file; in groups only when captioned /analyze."""
+    message = update.effective_message
+    text = message.caption or ""
+    command_text = _analyze_text(text, context.bot.username)
+    if command_text is not None:
+        text = command_text
+    elif _in_group(update.effective_chat):
+        return
+    await _start_from_picture(update, context, message, text)
+
+
+async def not_a_picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A file that is not an image, in a private chat."""
+    await update.effective_message.reply_html(replies.NOT_AN_IMAGE_DOCUMENT)
+
+
+async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Completes a waiting caption; in a private chat, otherwise starts one."""
+    message, chat, user = update.effective_message, update.effective_chat, update.effective_user
+    in_group = _in_group(chat)
+    if in_group and not _replies_to_bot(message, context.bot):
+        return
+    waiting = deps(context).pending.take(chat.id, user.id)
+    if waiting is Lookup.EXPIRED:
+        await message.reply_html(replies.expired(deps(context).pending.ttl_seconds))
+    elif waiting is not Lookup.NONE:
+        await _finish(update, context, waiting.caption, message.text, waiting.caption_source)
+    elif not in_group:
+        await _wait_for_text(update, context, message.text, MANUAL)
+
+
+async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """People see one short line; the log gets the stack trace for anything unexpected."""
+    error = context.error
+    if isinstance(error, CoreError | Refusal):
+        log.info("Refused: %s", error)
+        answer = str(error)
+    else:
+        log.error("An update caused an error", exc_info=error)
+        answer = replies.SOMETHING_WENT_WRONG
+    if isinstance(update, Update) and update.effective_message:
+        with contextlib.suppress(TelegramError):
+            await update.effective_message.reply_text(answer)
+
+
+async def _start_from_picture(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, source: Message, text: str
+) -> None:
+    inference = deps(context).inference
+    data = await _download(context.bot, source, inference.input_size)
+    async with _typing(context.bot, update.effective_chat.id):
+        caption = await inference.caption(data)
+    if text.strip():
+        await _finish(update, context, caption, text, IMAGE)
+    else:
+        await _wait_for_text(update, context, caption, IMAGE)
+
+
+async def _start_from_caption(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, caption: str, text: str
+) -> None:
+    if text.strip():
+        await _finish(update, context, caption, text, MANUAL)
+    else:
+        await _wait_for_text(update, context, caption, MANUAL)
+
+
+async def _wait_for_text(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, caption: str, source: str
+) -> None:
+    if not caption.strip():
+        raise Refusal("The caption is empty: describe the picture in a few words.")
+    in_group = _in_group(update.effective_chat)
+    show = replies.caption_seen if source == IMAGE else replies.caption_saved
+    prompt = await update.effective_message.reply_html(
+        show(caption, in_group=in_group),
+        reply_markup=ForceReply(selective=True, input_field_placeholder="Your text…")
+        if in_group
+        else None,
+    )
+    deps(context).pending.put(
+        update.effective_chat.id, update.effective_user.id, caption, source, prompt.message_id
+    )
+
+
+async def _finish(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, caption: str, text: str, source: str
+) -> None:
+    """Classify, record, reply: the record is written before the person sees the answer."""
+    chat, user = update.effective_chat, update.effective_user
+    async with _typing(context.bot, chat.id):
+        analysis = await deps(context).inference.classify(caption, text, source)
+    try:
+        record = analysis.to_record(chat_id=chat.id, user_id=user.id)
+        await asyncio.to_thread(deps(context).store.append, record)
+    except RecordsError:
+        log.exception("RECORD NOT SAVED for chat %s: the answer is still sent", chat.id)
+    await update.effective_message.reply_html(replies.result(analysis))
+
+
+def _is_picture(message: Message) -> bool:
+    return bool(message.photo) or _image_document(message) is not None
+
+
+def _image_document(message: Message) -> Document | None:
+    document = message.document
+    return document if document and (document.mime_type or "").startswith("image/") else None
+
+
+async def _download(bot: Bot, message: Message, min_side: int) -> bytes:
+    chosen = _photo_size(message.photo, min_side) if message.photo else _image_document(message)
+    if chosen.file_size and chosen.file_size > TELEGRAM_DOWNLOAD_LIMIT:
+        raise Refusal(replies.TOO_BIG)
+    try:
+        telegram_file = await bot.get_file(chosen.file_id)
+        return bytes(await telegram_file.download_as_bytearray())
+    except TelegramError as error:
+        log.warning("Download failed: %s", error)
+        raise Refusal(replies.DOWNLOAD_FAILED) from None
+
+
+def _photo_size(sizes: tuple[PhotoSize, ...], min_side: int) -> PhotoSize:
+    """The smallest size the model can use fully: bigger ones only cost download time."""
+    by_area = sorted(sizes, key=lambda size: size.width * size.height)
+    return next((s for s in by_area if min(s.width, s.height) >= min_side), by_area[-1])
+
+
+def _analyze_text(text: str | None, bot_username: str) -> str | None:
+    """The text after `/analyze` or `/analyze@us`; None if the message is not that command."""
+    match = _ANALYZE.match(text or "")
+    if not match or (match["bot"] and match["bot"].lower() != bot_username.lower()):
+        return None
+    return match["rest"].strip()
+
+
+def _in_group(chat: Chat) -> bool:
+    return chat.type != Chat.PRIVATE
+
+
+def _replies_to_bot(message: Message, bot: Bot) -> bool:
+    target = message.reply_to_message
+    return bool(target and target.from_user and target.from_user.id == bot.id)
+
+
+@contextlib.asynccontextmanager
+async def _typing(bot: Bot, chat_id: int) -> AsyncIterator[None]:
+    """Keep "typing…" on screen while the models work; Telegram drops it after 5 s."""
+
+    async def keep_typing() -> None:
+        while True:
+            with contextlib.suppress(TelegramError):
+                await bot.send_chat_action(chat_id, ChatAction.TYPING)
+            await asyncio.sleep(4)
+
+    task = asyncio.create_task(keep_typing())
+    try:
+        yield
+    finally:
+        task.cancel()

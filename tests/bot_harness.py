@@ -1,0 +1,75 @@
+"""A real `Application` of ours, polling a FakeBotApi on 127.0.0.1, for end-to-end tests."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from telegram import Update
+from telegram.ext import Application
+
+from bot.app import build_application
+from core.config import Settings
+from core.pending import PendingCaptions
+from core.pipeline import Pipeline
+from tests.fake_botapi import FakeBotApi
+
+
+class Clock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class RunningBot:
+    api: FakeBotApi
+    application: Application
+    records_path: Path
+    clock: Clock
+
+    def rows(self) -> list[dict[str, str]]:
+        if not self.records_path.exists():
+            return []
+        with self.records_path.open(newline="", encoding="utf-8") as file:
+            return list(csv.DictReader(file))
+
+
+def bot_settings(api: FakeBotApi, models, records_path: Path, **extra: str) -> Settings:
+    return Settings.from_env(
+        {
+            "TELEGRAM_BOT_TOKEN": api.token,
+            "TELEGRAM_API_BASE_URL": api.root_url,
+            "CAPTION_MODEL": str(models.caption),
+            "SENTIMENT_MODEL": str(models.sentiment),
+            "RECORDS_PATH": str(records_path),
+            **extra,
+        },
+        dotenv_path=None,
+    )
+
+
+@asynccontextmanager
+async def running_bot(
+    api: FakeBotApi, settings: Settings, pipeline: Pipeline | None = None
+) -> AsyncIterator[RunningBot]:
+    clock = Clock()
+    pending = PendingCaptions(settings.pending_ttl_seconds, clock=clock)
+    application = build_application(settings, pipeline or Pipeline.from_settings(settings), pending)
+    async with application:
+        await application.start()
+        await application.updater.start_polling(
+            poll_interval=0, timeout=1, allowed_updates=[Update.MESSAGE]
+        )
+        try:
+            yield RunningBot(api, application, settings.records_path, clock)
+        finally:
+            await application.updater.stop()
+            await application.stop()

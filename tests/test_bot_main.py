@@ -1,0 +1,84 @@
+"""`python -m bot` as a real process: start-up, command list, logs, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fake_botapi import FakeBotApi
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def bot_env(tmp_path: Path, **values: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "CAPTION_"))}
+    return {**keep, "PYTHONPATH": str(REPO), "RECORDS_PATH": str(tmp_path / "r.csv"), **values}
+
+
+async def test_without_a_token_it_exits_at_once_saying_where_to_get_one(tmp_path):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=bot_env(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    lines = err.decode().strip().splitlines()
+    assert len(lines) == 1 and "TELEGRAM_BOT_TOKEN is not set" in lines[0]
+    assert "@BotFather" in lines[0] and ".env" in lines[0]
+
+
+async def test_a_bad_setting_stops_it_with_one_line(tmp_path):
+    env = bot_env(tmp_path, TELEGRAM_BOT_TOKEN="1:x", TELEGRAM_API_BASE_URL="ftp://x")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    expected = "error: TELEGRAM_API_BASE_URL='ftp://x' is not accepted: use an http(s) URL.\n"
+    assert err.decode() == expected
+
+
+@pytest.mark.timeout(180)
+async def test_it_loads_models_registers_commands_answers_and_stops_on_sigterm(
+    tmp_path, tiny_models
+):
+    async with FakeBotApi() as api:
+        env = bot_env(
+            tmp_path,
+            TELEGRAM_BOT_TOKEN=api.token,
+            TELEGRAM_API_BASE_URL=api.root_url,
+            CAPTION_MODEL=str(tiny_models.caption),
+            SENTIMENT_MODEL=str(tiny_models.sentiment),
+            LOG_LEVEL="DEBUG",
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            await api.wait_for_call("setMyCommands", timeout=120)
+            assert {c["command"] for c in api.my_commands()} == {
+                "help", "analyze", "history", "cancel",
+            }  # fmt: skip
+            ann = api.user(1)
+            chat = api.private_chat(ann)
+            api.send_text(chat, ann, "a lake at dawn")
+            api.send_text(chat, ann, "peaceful")
+            await api.wait_for_sent(chat["id"], 2, timeout=60)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 10)
+        finally:
+            if process.returncode is None:
+                process.kill()
+        log = (await process.stdout.read()).decode()
+    assert process.returncode == 0, log
+    assert "Caption model" in log and "Sentiment model" in log and " loaded in " in log
+    assert log.index("Sentiment model") < log.index("Application started")
+    assert api.token not in log and api.token.split(":")[1] not in log
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("a lake at dawn,peaceful,")
