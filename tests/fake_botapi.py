@@ -360,9 +360,9 @@ class FakeBotApi:
         self._changes = _Changes()
         self._closing = False
         self._runner: web.AppRunner | None = None
-        handlers: dict[str, Callable[[JSONDict], Awaitable[Any]]] = {
+        handlers: dict[str, Callable[..., Awaitable[Any]]] = {
             "getMe": self._get_me,
-            "getUpdates": self._get_updates,
+            "getUpdates": self._get_updates,  # also given its arrival number, see _call
             "deleteWebhook": self._delete_webhook,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
@@ -380,6 +380,7 @@ class FakeBotApi:
         self._allowed_updates: set[str] | None = None  # None: all but _OPT_IN_UPDATES
         self._last_update_id = 10_000
         self._last_delivered_id = 0
+        self._last_poll = 0
         self._last_message_id = 0
         self._last_file_number = 0
         self._chats: dict[int, JSONDict] = {}
@@ -396,10 +397,10 @@ class FakeBotApi:
         """Listen on 127.0.0.1 on a port the OS chooses; sets `root_url`."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        # handler_cancellation: a long poll the client gave up on stops waiting, like on Telegram.
-        self._runner = web.AppRunner(
-            app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
-        )
+        # As on Telegram, a request whose client gave up (timed out) is still carried out:
+        # a slow sendMessage still reaches the chat. A long poll nobody listens to any more is
+        # ended by the next getUpdates (409 Conflict), and `stop` ends every wait.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -630,6 +631,15 @@ class FakeBotApi:
         if await self._changes.wait_for(ready, timeout) is None:
             raise AssertionError(describe())
 
+    async def wait_until(
+        self, condition: Callable[[], bool], what: str, timeout: float = 10.0
+    ) -> None:
+        """Until `condition()` holds, checked whenever the bot calls the server."""
+        if await self._changes.wait_for(lambda: condition() or None, timeout) is None:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting until {what}; {self._summary()}"
+            )
+
     def _summary(self) -> str:
         calls = [name for name, _ in self.calls if name != "getUpdates"]
         return f"calls (without getUpdates): {calls}; errors answered: {self.errors}"
@@ -654,12 +664,20 @@ class FakeBotApi:
         except _ApiError as error:
             return self._failed(name, error)
         self.calls.append((name, params))
+        if name == "getUpdates":
+            # Telegram serves one long poll per bot: the newest getUpdates, by arrival, ends
+            # the one still waiting (even one a fault delays, which then ends at once).
+            self._last_poll += 1
+            poll = self._last_poll
         self._changes.notify()
         try:
             await self._apply_fault(method)
             if handler is None:
                 raise _ApiError(404, "Not Found: method not found")
-            result = await handler(params)
+            if name == "getUpdates":
+                result = await self._get_updates(params, poll)
+            else:
+                result = await handler(params)
         except _ApiError as error:
             return self._failed(name, error)
         return web.json_response({"ok": True, "result": result})
@@ -687,7 +705,8 @@ class FakeBotApi:
         if fault.remaining <= 0:
             queue.popleft()
         if fault.delay:
-            await asyncio.sleep(fault.delay)  # simulates a slow server, not a synchronisation
+            # A slow server, cut short only by `stop`.
+            await self._changes.wait_for(lambda: True if self._closing else None, fault.delay)
         if fault.status != 200:
             parameters = (
                 {"retry_after": fault.retry_after} if fault.retry_after is not None else None
@@ -729,7 +748,7 @@ class FakeBotApi:
     async def _get_me(self, params: JSONDict) -> JSONDict:
         return self.bot_user
 
-    async def _get_updates(self, params: JSONDict) -> list[JSONDict]:
+    async def _get_updates(self, params: JSONDict, poll: int) -> list[JSONDict]:
         offset = params.get("offset")
         limit = min(max(int(params.get("limit", 100)), 1), 100)
         timeout = max(float(params.get("timeout", 0)), 0.0)
@@ -741,6 +760,12 @@ class FakeBotApi:
             self._confirm(offset)
 
         def ready() -> list[JSONDict] | None:
+            if poll != self._last_poll:
+                raise _ApiError(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one "
+                    "bot instance is running",
+                )
             updates = self._deliverable(limit)
             return updates if updates or self._closing else None
 

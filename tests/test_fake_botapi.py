@@ -175,7 +175,7 @@ async def test_photo_sizes_are_real_downloadable_files(api: FakeBotApi) -> None:
     with Image.open(io.BytesIO(data)) as image:
         assert image.size == (90, 54)
     assert api.downloaded_file_ids == [smallest["file_id"]]
-    assert api.downloads == [f"photos/file_{1}.jpg"]
+    assert api.downloads == ["photos/file_1.jpg"]
 
 
 async def test_application_downloads_a_photo_through_the_file_url(api: FakeBotApi) -> None:
@@ -212,9 +212,13 @@ async def test_get_file_refuses_files_over_20_mb(api: FakeBotApi) -> None:
 
 
 async def test_wrong_token_is_rejected_on_every_route(api: FakeBotApi) -> None:
+    app = build_app(api, token="123456:WRONG")
     with pytest.raises(InvalidToken):
-        async with build_app(api, token="123456:WRONG"):
+        async with app:
             pass
+    # PTB's Application.shutdown() does nothing after a failed initialize(), which leaves the
+    # bot's HTTP connection open (a ResourceWarning); close it ourselves.
+    await app.bot.shutdown()
 
     status, body = await raw_call(api, "getMe", token="123456:WRONG")
     assert (status, body) == (401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
@@ -260,6 +264,8 @@ async def test_fail_next_with_delay_makes_the_client_time_out(api: FakeBotApi) -
                 await bot.send_message(chat["id"], "broken")
         await bot.send_message(chat["id"], "fine")
     assert [name for name, _ in api.calls].count("sendMessage") == 4
+    # As on Telegram, the message the client gave up on was still sent, after the delay.
+    assert [m["text"] for m in await api.wait_for_sent(chat["id"], count=2)] == ["fine", "slow"]
 
 
 async def test_replies_are_resolved_from_reply_parameters_and_reply_to_message_id(
@@ -394,6 +400,33 @@ async def test_waiting_long_poll_gets_the_update_then_stop_releases_it(api: Fake
     await api.wait_for_call("getUpdates")
     await api.stop()
     assert await asyncio.wait_for(poll, timeout=5) == (200, {"ok": True, "result": []})
+
+
+async def test_a_newer_long_poll_ends_the_waiting_one_with_conflict(api: FakeBotApi) -> None:
+    first = asyncio.create_task(raw_call(api, "getUpdates", json={"timeout": 30}))
+    await api.wait_for_call("getUpdates")
+    assert await raw_call(api, "getUpdates", json={"timeout": 0}) == (
+        200,
+        {"ok": True, "result": []},
+    )
+    status, body = await asyncio.wait_for(first, timeout=5)
+    assert (status, body["error_code"]) == (409, 409)
+    assert body["description"].startswith("Conflict: terminated by other getUpdates request")
+
+
+async def test_a_delayed_old_long_poll_does_not_end_a_newer_one(api: FakeBotApi) -> None:
+    ann = api.user(1)
+    chat = api.private_chat(ann)
+    api.fail_next("getUpdates", status=200, delay=0.3)
+    stale = asyncio.create_task(raw_call(api, "getUpdates", json={"timeout": 0}))
+    await api.wait_for_call("getUpdates")
+    live = asyncio.create_task(raw_call(api, "getUpdates", json={"timeout": 30}))
+    await api.wait_for_call("getUpdates")
+    status, _ = await asyncio.wait_for(stale, timeout=5)
+    assert status == 409
+    api.send_text(chat, ann, "still here")
+    _, body = await asyncio.wait_for(live, timeout=5)
+    assert body["result"][0]["message"]["text"] == "still here"
 
 
 async def test_opt_in_update_kinds_are_dropped_unless_allowed(api: FakeBotApi) -> None:
