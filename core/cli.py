@@ -1,6 +1,7 @@
 """`python -m core analyze`: the whole pipeline from a shell, without Telegram.
 
 How a person tries the models, and how an operator checks a deployment.
+`python -m core export [--chat ID] [--out PATH]` writes records as a spreadsheet-safe CSV.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import CoreError
+from core.export import export_csv, write_csv
 from core.pipeline import Analysis, Pipeline
 from core.records import RecordStore
 from core.sentiment import Sentiment
@@ -29,11 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--text", required=True, help="the message that goes with the picture")
     analyze.add_argument("--json", action="store_true", help="print one JSON object")
     analyze.add_argument("--no-record", action="store_true", help="do not append to RECORDS_PATH")
+    export = commands.add_parser("export", help="write records as a spreadsheet-safe CSV")
+    export.add_argument("--chat", type=int, help="only this chat's records (default: all)")
+    export.add_argument("--out", type=Path, help="file to write (default: standard output)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "export":
+        return _export(args.chat, args.out)
     try:
         settings = Settings.from_env()
         settings.configure_logging()
@@ -51,6 +58,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(_as_json(analysis, recorded), ensure_ascii=False))
     else:
         print(_describe(analysis, recorded))
+    return 0
+
+
+def _export(chat_id: int | None, out: Path | None) -> int:
+    try:
+        settings = Settings.from_env()
+        settings.configure_logging()
+        store = RecordStore(settings.records_path)
+        if out is None:
+            count = write_csv(store.records(chat_id), sys.stdout)
+        else:
+            count = export_csv(store, out, chat_id)
+    except CoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Exported {count} records to {out or 'standard output'}", file=sys.stderr)
     return 0
 
 

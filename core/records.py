@@ -7,6 +7,12 @@ atomically on the first append. `recent()` answers from an in-memory index of
 row offsets per chat, built by one scan and then caught up from where the last
 scan stopped, so rows appended by other processes show up without rereading the
 file.
+
+A write cut short by a crash leaves bytes after the last complete row. `recover()`
+(called by the bot at start-up, and by every append before it writes) moves those
+bytes into a side file, `<records file>.torn`, with a line saying when and from
+where, logs a warning naming it, and cuts the records file back to its last
+complete row, so earlier rows are kept and new rows start on a clean line.
 """
 
 from __future__ import annotations
@@ -37,6 +43,10 @@ _CAPTION_SOURCES = ("", "image", "manual")
 _HEADER_LIMIT = 4096  # a header longer than this is not one of ours
 _CHUNK = 1 << 22  # bytes read per step while indexing
 _TAIL = 64  # bytes before the indexed end that must not change, or the index is stale
+# A crash cuts one write, so one row (the bot's are under 64 KiB). More bytes than this
+# after the last complete row means a damaged file (a quote left open mid-file by a
+# hand edit makes the rest look like one unfinished row): left for a person to look at.
+_TORN_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,15 @@ class Record:
             raise ValueError("timestamp must be timezone-aware")
 
 
+@dataclass(frozen=True)
+class TornRow:
+    """The bytes after the last complete row, moved out of the records file by `recover()`."""
+
+    offset: int  # where they started in the records file
+    size: int  # how many bytes were moved
+    side_file: Path  # where they are kept now
+
+
 class RecordStore:
     """Appends records to a CSV file and finds a chat's newest ones quickly."""
 
@@ -70,23 +89,52 @@ class RecordStore:
         self._write_lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._index = _RowIndex()
+        self._has_written = False  # to notice a file deleted or emptied while in use
 
     @property
     def path(self) -> Path:
         return self._path
 
+    @property
+    def torn_path(self) -> Path:
+        """The side file that keeps what `recover()` cut off, next to the records file."""
+        return self._path.with_name(self._path.name + ".torn")
+
+    def recover(self) -> TornRow | None:
+        """Set aside a last row cut short by a crash; call once at start-up.
+
+        Returns what was moved to `torn_path`, or None when the file ends cleanly or does
+        not exist yet (it is not created). Raises RecordsError when the file cannot be
+        opened or is not a records file. `append()` does the same check before each write.
+        """
+        with self._write_lock:
+            try:
+                with self._locked_file("r+b") as f:
+                    _, torn = self._recover_locked(f)
+                    return torn
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise RecordsError(
+                    f"Cannot open the records file {self._path}: {exc.strerror or exc}"
+                ) from exc
+
     def append(self, record: Record) -> None:
         """Add one row; safe while other threads and processes append to the same file."""
-        row = _format_row(record)
+        try:
+            row = _format_row(record)
+        except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 file can hold it
+            raise RecordsError(f"Cannot write a record to {self._path}: {exc.reason}") from exc
         with self._write_lock:
             try:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
-                with self._locked_file() as f:
+                with self._locked_file("a+b") as f:
                     self._append_locked(f, row)
             except OSError as exc:
                 raise RecordsError(
                     f"Cannot write the records file {self._path}: {exc.strerror or exc}"
                 ) from exc
+            self._has_written = True
 
     def recent(self, chat_id: int, n: int = 5) -> list[Record]:
         """Return up to `n` records of this chat, newest first."""
@@ -104,46 +152,119 @@ class RecordStore:
                     f"Cannot read the records file {self._path}: {exc.strerror or exc}"
                 ) from exc
 
+    def records(self, chat_id: int | None = None) -> Iterator[Record]:
+        """Every complete record of this chat, or of all chats, oldest first.
+
+        Rows of the original five-column format belong to no chat and come only without
+        `chat_id`. Rows that cannot be read are logged and skipped, as in `recent()`.
+        """
+        try:
+            with open(self._path, "rb") as f:
+                with self._index_lock:
+                    self._index.catch_up(f, self._path)
+                    columns, start, end = self._index.columns, self._index.start, self._index.end
+                    if chat_id is not None:
+                        offsets = array("q", self._index.oldest_first(chat_id))
+                if columns is None:
+                    return
+                if chat_id is None:
+                    rows = _rows_between(f, start, end)
+                else:
+                    rows = ((offset, _row_at(f, offset)) for offset in offsets)
+                for offset, raw in rows:
+                    if not raw.strip():  # a blank line, as in some files of the original app
+                        continue
+                    try:
+                        yield _parse_row(raw, columns)
+                    except (ValueError, csv.Error) as exc:
+                        logger.warning(
+                            "Skipping unreadable row at byte %d of %s: %s", offset, self._path, exc
+                        )
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise RecordsError(
+                f"Cannot read the records file {self._path}: {exc.strerror or exc}"
+            ) from exc
+
     @contextlib.contextmanager
-    def _locked_file(self) -> Iterator[BinaryIO]:
-        """Open the file for appending, holding an exclusive flock on the file the path names now.
+    def _locked_file(self, mode: str) -> Iterator[BinaryIO]:
+        """Open the file, holding an exclusive flock on the file the path names now.
 
         An upgrade replaces the file, so whoever waited for the lock on the old one must reopen.
         """
         while True:
-            with open(self._path, "a+b", buffering=0) as f:
+            with open(self._path, mode, buffering=0) as f:
                 fcntl.flock(f, fcntl.LOCK_EX)
                 if _is_current(f, self._path):
                     yield f
                     return
 
-    def _append_locked(self, f: BinaryIO, row: bytes) -> None:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            _write_all(f, _csv_line(COLUMNS).encode() + row, size)
-            return
-        columns, _ = _read_header(f, self._path)
-        if columns is None:
-            raise RecordsError(f"{self._path} does not start with the records header")
-        if columns == _LEGACY_COLUMNS:
-            self._upgrade(f, row)
-            return
-        if os.pread(f.fileno(), 1, size - 1) != b"\n":
-            size = self._drop_torn_tail(f, size)
-        _write_all(f, row, size)
-
-    def _drop_torn_tail(self, f: BinaryIO, size: int) -> int:
-        """Cut off a last row that lacks its newline, which would swallow the next row."""
+    def _recover_locked(self, f: BinaryIO) -> tuple[tuple[str, ...] | None, TornRow | None]:
+        """Return the file's columns, after moving any bytes past the last complete row."""
         with self._index_lock:
             self._index.catch_up(f, self._path)
-            end = self._index.end
-        f.truncate(end)
-        logger.warning(
-            "Dropped an incomplete last row (%d bytes) from %s, left by an interrupted write",
-            size - end,
-            self._path,
+            columns, end = self._index.columns, self._index.end
+        size = os.fstat(f.fileno()).st_size
+        if end == size:
+            return columns, None
+        return columns, self._set_aside(f, end, size)
+
+    def _set_aside(self, f: BinaryIO, end: int, size: int) -> TornRow:
+        """Append the bytes from `end` on to the side file, then cut the records file at `end`.
+
+        The side file is made durable before the records file is cut, so a crash in between
+        can only leave the fragment in both places, never in neither.
+        """
+        side = self.torn_path
+        if size - end > _TORN_LIMIT:
+            raise RecordsError(
+                f"The records file {self._path} has {size - end} bytes after its last complete "
+                f"row (byte {end}), more than an interrupted write leaves: look for a quote "
+                "left open; nothing was changed and nothing is appended until it is fixed"
+            )
+        fragment = os.pread(f.fileno(), size - end, end)
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds")
+        marker = (
+            f"--- {stamp}: {len(fragment)} bytes from byte {end} of {self._path.name}, "
+            "left by an interrupted write; they follow, then a newline ---\n"
         )
-        return end
+        try:
+            with open(side, "ab", buffering=0) as out:
+                _write_all(out, marker.encode() + fragment + b"\n", os.fstat(out.fileno()).st_size)
+            _fsync_directory(side.parent)
+        except OSError as exc:
+            raise RecordsError(
+                f"Cannot set aside the incomplete last row of {self._path} "
+                f"in {side}: {exc.strerror or exc}"
+            ) from exc
+        f.truncate(end)
+        os.fsync(f.fileno())
+        logger.warning(
+            "The records file %s ended in an incomplete row (%d bytes from byte %d), left by "
+            "an interrupted write: moved it to %s; the rows before it are kept",
+            self._path,
+            len(fragment),
+            end,
+            side,
+        )
+        return TornRow(offset=end, size=len(fragment), side_file=side)
+
+    def _append_locked(self, f: BinaryIO, row: bytes) -> None:
+        columns, _ = self._recover_locked(f)
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            if self._has_written:
+                logger.warning(
+                    "The records file %s was deleted or emptied while in use; "
+                    "starting it again with the header",
+                    self._path,
+                )
+            _write_all(f, _csv_line(COLUMNS).encode() + row, size)
+        elif columns == _LEGACY_COLUMNS:
+            self._upgrade(f, row)
+        else:
+            _write_all(f, row, size)
 
     def _upgrade(self, f: BinaryIO, row: bytes) -> None:
         """Rewrite a file of the original app with the full header, then add `row`."""
@@ -174,7 +295,7 @@ class RecordStore:
         records: list[Record] = []
         for offset in offsets:
             try:
-                records.append(_parse_row(_row_at(f, offset)))
+                records.append(_parse_row(_row_at(f, offset), COLUMNS))
             except (ValueError, csv.Error) as exc:
                 logger.warning(
                     "Skipping unreadable row at byte %d of %s: %s", offset, self._path, exc
@@ -190,34 +311,47 @@ class _RowIndex:
 
     Row boundaries are found in the raw bytes: the csv module quotes every field that
     holds a newline, so a row ends at the first newline after an even number of quotes.
+    `end` is just past the last complete row: anything after it is a row still being
+    written, or one a crash cut short.
     """
 
     def __init__(self) -> None:
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file indexed
         self._reset()
 
     def _reset(self) -> None:
-        self._columns: tuple[str, ...] | None = None
+        self.columns: tuple[str, ...] | None = None  # None until the header line is complete
         self._tail = b""  # the bytes just before `end`, to notice a rewritten file
+        self.start = 0  # the first row, just past the header
         self.end = 0  # just past the last complete row (or the header) indexed
         self._rows: dict[bytes, array[int]] = {}  # raw chat id -> row start offsets
 
     def catch_up(self, f: BinaryIO, path: Path) -> None:
-        """Index the rows added since the last call; start over if the file was rewritten."""
+        """Index the rows added since the last call; start over if the file was rewritten
+        or replaced (deleted and created again, or renamed over)."""
         fd = f.fileno()
+        info = os.fstat(fd)
+        file = (info.st_dev, info.st_ino)
         seen = os.pread(fd, len(self._tail), self.end - len(self._tail))
-        if os.fstat(fd).st_size < self.end or seen != self._tail:
-            logger.debug("%s was rewritten or replaced; indexing it again", path)
+        if file != self._file or info.st_size < self.end or seen != self._tail:
+            if self._file is not None:
+                logger.debug("%s was rewritten or replaced; indexing it again", path)
+            self._file = file
             self._reset()
-        if self._columns is None:
-            self._columns, self.end = _read_header(f, path)
-        if self._columns == COLUMNS:
-            self._scan(f)
+        if self.columns is None:
+            self.columns, self.end = _read_header(f, path)
+            self.start = self.end
+        if self.columns is not None:
+            self._scan(f, by_chat=self.columns == COLUMNS)
         self._tail = os.pread(fd, min(self.end, _TAIL), max(self.end - _TAIL, 0))
 
     def newest_first(self, chat_id: int) -> Iterator[int]:
         return reversed(self._rows.get(str(chat_id).encode(), array("q")))
 
-    def _scan(self, f: BinaryIO) -> None:
+    def oldest_first(self, chat_id: int) -> Iterator[int]:
+        return iter(self._rows.get(str(chat_id).encode(), array("q")))
+
+    def _scan(self, f: BinaryIO, by_chat: bool) -> None:
         rows = self._rows
         start = pos = self.end
         odd_quotes = 0
@@ -233,7 +367,7 @@ class _RowIndex:
                     continue
                 # The last line of a row ends with ",chat_id,user_id,caption_source".
                 fields = line.rsplit(b",", 3)
-                if len(fields) == 4 and fields[1]:
+                if by_chat and len(fields) == 4 and fields[1]:
                     offsets = rows.get(fields[1])
                     if offsets is None:
                         offsets = rows[fields[1]] = array("q")
@@ -297,9 +431,14 @@ def _replace_atomically(path: Path, data: bytes, mode: int) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
+    _fsync_directory(path.parent)  # make the rename itself survive a crash
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a file created or renamed in `path` survive a crash."""
+    directory = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(directory)  # make the rename itself survive a crash
+        os.fsync(directory)
     finally:
         os.close(directory)
 
@@ -351,10 +490,20 @@ def _row_at(f: BinaryIO, offset: int) -> bytes:
             return b"".join(lines)
 
 
-def _parse_row(raw: bytes) -> Record:
+def _rows_between(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, raw row) for each row from `start` up to `end`, a row boundary."""
+    offset = start
+    while offset < end:
+        raw = _row_at(f, offset)
+        yield offset, raw
+        offset += len(raw)
+
+
+def _parse_row(raw: bytes, columns: tuple[str, ...]) -> Record:
     fields = next(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
-    if len(fields) != len(COLUMNS):
-        raise ValueError(f"expected {len(COLUMNS)} columns, found {len(fields)}")
+    if len(fields) != len(columns):
+        raise ValueError(f"expected {len(columns)} columns, found {len(fields)}")
+    fields += [""] * (len(COLUMNS) - len(columns))  # a row of the original app
     caption, text, combined, label, score, timestamp, chat_id, user_id, source = fields
     return Record(
         image_caption=caption,
