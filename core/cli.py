@@ -18,7 +18,7 @@ from core.errors import CoreError
 from core.export import export_csv, write_csv
 from core.pipeline import Analysis, Pipeline
 from core.records import RecordStore
-from core.sentiment import Sentiment
+from core.sentiment_base import Sentiment
 
 
 def build_parser() -> argparse.ArgumentParser:

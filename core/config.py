@@ -7,6 +7,7 @@ for its own configuration, so a bad value is caught at start, not mid-conversati
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,12 @@ from core.logs import configure_logging
 
 DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
 DEFAULT_SENTIMENT_MODEL = "cardiffnlp/twitter-roberta-base-sentiment-latest"
-PRECISIONS = ("fp32",)
+# Meanings in core.precision (which imports torch; reading settings must not).
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOCAL, API = "local", "api"
+BACKENDS = (LOCAL, API)
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 T = TypeVar("T")
 
@@ -35,17 +40,42 @@ class GenerationSettings:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one chat or person may ask of the bot; keeps a flood from starving everyone else."""
+
+    jobs_per_minute: int = 20  # model jobs (a caption, a classification) per person
+    max_queued_jobs: int = 32  # jobs waiting or running at once, all chats together
+    allowed_chat_ids: frozenset[int] | None = None  # None: every chat
+
+
+@dataclass(frozen=True)
 class Settings:
     telegram_bot_token: str = field(default="", repr=False)
     telegram_api_base_url: str = ""
     caption_model: str = DEFAULT_CAPTION_MODEL
     sentiment_model: str = DEFAULT_SENTIMENT_MODEL
     records_path: Path = Path("records.csv")
-    model_precision: str = "fp32"
+    model_precision: str = "auto"
+    # Per model; CAPTION_PRECISION / SENTIMENT_PRECISION left empty follow MODEL_PRECISION.
+    caption_precision: str = "auto"
+    sentiment_precision: str = "auto"
     hf_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     generation: GenerationSettings = GenerationSettings()
     pending_ttl_seconds: float = 15 * 60
+    pending_path: Path = Path("pending.json")
+    limits: Limits = Limits()
+    # Where each model runs: here (transformers) or behind huggingface_hub's InferenceClient.
+    caption_backend: str = LOCAL
+    sentiment_backend: str = LOCAL
+    caption_endpoint: str = ""  # empty: the model id on HF Inference (serverless)
+    sentiment_endpoint: str = ""
+    inference_timeout_seconds: float = 30.0
+    # Webhook mode instead of polling when webhook_url is set.
+    webhook_url: str = ""
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = 8443
+    webhook_secret_token: str = field(default="", repr=False)
 
     @classmethod
     def from_env(
@@ -57,6 +87,10 @@ class Settings:
             env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
         env.update(os.environ if environ is None else environ)
         read = _Reader(env)
+        precision = read.choice("MODEL_PRECISION", "auto", PRECISIONS)
+        caption_backend = read.choice("CAPTION_BACKEND", LOCAL, BACKENDS)
+        sentiment_backend = read.choice("SENTIMENT_BACKEND", LOCAL, BACKENDS)
+        webhook_url = read.parse("WEBHOOK_URL", "", _https_url, "an https:// URL")
         return cls(
             telegram_bot_token=read.text("TELEGRAM_BOT_TOKEN", ""),
             telegram_api_base_url=read.parse(
@@ -65,7 +99,9 @@ class Settings:
             caption_model=read.text("CAPTION_MODEL", DEFAULT_CAPTION_MODEL, required=True),
             sentiment_model=read.text("SENTIMENT_MODEL", DEFAULT_SENTIMENT_MODEL, required=True),
             records_path=Path(read.text("RECORDS_PATH", "records.csv", required=True)),
-            model_precision=read.choice("MODEL_PRECISION", "fp32", PRECISIONS),
+            model_precision=precision,
+            caption_precision=read.choice("CAPTION_PRECISION", precision, PRECISIONS),
+            sentiment_precision=read.choice("SENTIMENT_PRECISION", precision, PRECISIONS),
             hf_token=read.text("HF_TOKEN", "") or None,
             log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             generation=GenerationSettings(
@@ -79,11 +115,39 @@ class Settings:
             pending_ttl_seconds=read.parse(
                 "PENDING_TTL_SECONDS", 900.0, _positive_float, "a number of seconds above 0"
             ),
+            pending_path=Path(read.text("PENDING_PATH", "pending.json", required=True)),
+            limits=Limits(
+                jobs_per_minute=read.parse(
+                    "RATE_LIMIT_PER_MINUTE", 20, _int_in(1, 10_000), "a whole number from 1"
+                ),
+                max_queued_jobs=read.parse(
+                    "MAX_QUEUED_JOBS", 32, _int_in(1, 10_000), "a whole number from 1"
+                ),
+                allowed_chat_ids=read.parse(
+                    "ALLOWED_CHAT_IDS", None, _chat_ids, "chat ids separated by commas"
+                ),
+            ),
+            caption_backend=caption_backend,
+            sentiment_backend=sentiment_backend,
+            caption_endpoint=read.endpoint("CAPTION_ENDPOINT", "CAPTION_BACKEND", caption_backend),
+            sentiment_endpoint=read.endpoint(
+                "SENTIMENT_ENDPOINT", "SENTIMENT_BACKEND", sentiment_backend
+            ),
+            inference_timeout_seconds=read.parse(
+                "INFERENCE_TIMEOUT_SECONDS", 30.0, _positive_float, "a number of seconds above 0"
+            ),
+            webhook_url=webhook_url,
+            webhook_listen=read.text("WEBHOOK_LISTEN", "0.0.0.0", required=True),
+            webhook_port=read.parse(
+                "WEBHOOK_PORT", 8443, _int_in(1, 65535), "a port number from 1 to 65535"
+            ),
+            webhook_secret_token=read.webhook_secret(webhook_url),
         )
 
     def configure_logging(self) -> None:
         """Called once by each entry point, before anything could log a secret."""
-        configure_logging(self.log_level, secrets=[self.telegram_bot_token, self.hf_token or ""])
+        secrets = [self.telegram_bot_token, self.hf_token or "", self.webhook_secret_token]
+        configure_logging(self.log_level, secrets=secrets)
 
 
 class _Reader:
@@ -114,6 +178,31 @@ class _Reader:
         except ValueError:
             raise ConfigError(f"{name}={raw!r} is not accepted: use {accepts}.") from None
 
+    def endpoint(self, name: str, backend_name: str, backend: str) -> str:
+        """An Inference Endpoint URL; only meaningful with the api backend."""
+        url = self.parse(name, "", _base_url, "an http(s) URL of an Inference Endpoint")
+        if url and backend != API:
+            raise ConfigError(
+                f"{name} is set but {backend_name}={backend}: "
+                f"set {backend_name}=api to use the endpoint, or leave {name} empty."
+            )
+        return url
+
+    def webhook_secret(self, webhook_url: str) -> str:
+        """Telegram sends it in X-Telegram-Bot-Api-Secret-Token; without it anyone could post."""
+        secret = self.text("WEBHOOK_SECRET_TOKEN", "")
+        if webhook_url and not secret:
+            raise ConfigError(
+                "WEBHOOK_SECRET_TOKEN is empty but WEBHOOK_URL is set: "
+                "set it to 1-256 characters from A-Z, a-z, 0-9, _ and -."
+            )
+        if secret and not _WEBHOOK_SECRET.fullmatch(secret):
+            raise ConfigError(
+                "WEBHOOK_SECRET_TOKEN is not accepted: "
+                "use 1-256 characters from A-Z, a-z, 0-9, _ and -."
+            )
+        return secret
+
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
     def convert(raw: str) -> int:
@@ -123,6 +212,10 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return convert
+
+
+def _chat_ids(raw: str) -> frozenset[int]:
+    return frozenset(int(part) for part in raw.split(",") if part.strip())
 
 
 def _positive_float(raw: str) -> float:
@@ -137,3 +230,11 @@ def _base_url(raw: str) -> str:
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ValueError(raw)
     return raw.rstrip("/")
+
+
+def _https_url(raw: str) -> str:
+    """Telegram delivers updates only to https URLs."""
+    url = urlparse(raw)
+    if url.scheme != "https" or not url.netloc:
+        raise ValueError(raw)
+    return raw

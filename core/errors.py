@@ -26,3 +26,15 @@ class RecordsError(CoreError):
 
 class BadTextError(CoreError):
     """The text (or typed caption) is empty once whitespace is removed."""
+
+
+class ModelServiceError(CoreError):
+    """A remote model (`CAPTION_BACKEND=api` or `SENTIMENT_BACKEND=api`) failed a request."""
+
+
+class ModelBusyError(ModelServiceError):
+    """The remote model stayed loading, rate limited or silent through our bounded retries."""
+
+
+class ModelAuthError(ModelServiceError):
+    """The remote model service refused our token (HTTP 401 or 403)."""

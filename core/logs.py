@@ -35,5 +35,6 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     redact = Redact(secrets)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # httpx2/httpcore2: huggingface_hub's InferenceClient (the api backends), a line per request.
+    for name in ("httpx", "httpcore", "httpx2", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,25 +1,46 @@
 """The whole analysis: load image → caption → combine → classify, as one shared object.
 
-Recording is left to the caller (`RecordStore.append`), which knows who asked.
+Each model runs here (`local`: transformers, imported only then) or on Hugging Face's
+servers (`api`: `core.remote`), as `CAPTION_BACKEND` / `SENTIMENT_BACKEND` say; both give
+the same results, so nothing downstream can tell. Recording is left to the caller
+(`RecordStore.append`), which knows who asked.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
-from core.captioner import Captioner
+from PIL import Image
+
 from core.combine import combine
-from core.config import GenerationSettings, Settings
+from core.config import API, GenerationSettings, Settings
 from core.errors import BadImageError, BadTextError
 from core.images import load_image
 from core.records import Record
-from core.sentiment import Sentiment, SentimentClassifier
+from core.sentiment_base import Sentiment
 
 IMAGE = "image"
 MANUAL = "manual"
+
+
+class CaptionModel(Protocol):
+    """`core.captioner.Captioner` or `core.remote.RemoteCaptioner`."""
+
+    @property
+    def input_size(self) -> int: ...
+
+    def __call__(self, images: Sequence[Image.Image]) -> list[str]: ...
+
+
+class SentimentModel(Protocol):
+    """`core.sentiment.SentimentClassifier` or `core.remote.RemoteClassifier`."""
+
+    def __call__(self, texts: Sequence[str]) -> list[Sentiment]: ...
 
 
 @dataclass(frozen=True)
@@ -49,17 +70,54 @@ class Analysis:
 
 
 class Pipeline:
-    def __init__(self, captioner: Captioner, classifier: SentimentClassifier) -> None:
+    def __init__(self, captioner: CaptionModel, classifier: SentimentModel) -> None:
         self.captioner = captioner
         self.classifier = classifier
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
-        """Models are cached per process: every caller with the same settings shares them."""
-        return cls(
-            _captioner(settings.caption_model, settings.generation, settings.hf_token),
-            _classifier(settings.sentiment_model, settings.hf_token),
-        )
+        """Models (or remote clients) are cached per process: callers with the same settings
+        share them. torch and transformers are imported only for a local backend."""
+        if settings.caption_backend == API:
+            captioner = _remote_captioner(
+                settings.caption_model,
+                settings.caption_endpoint,
+                settings.hf_token,
+                settings.inference_timeout_seconds,
+            )
+        else:
+            captioner = _captioner(
+                settings.caption_model,
+                settings.generation,
+                settings.hf_token,
+                settings.caption_precision,
+            )
+        if settings.sentiment_backend == API:
+            classifier = _remote_classifier(
+                settings.sentiment_model,
+                settings.sentiment_endpoint,
+                settings.hf_token,
+                settings.inference_timeout_seconds,
+            )
+        else:
+            classifier = _classifier(
+                settings.sentiment_model, settings.hf_token, settings.sentiment_precision
+            )
+        return cls(captioner, classifier)
+
+    def warm_up(self) -> float:
+        """One tiny caption and one classification of three texts, so that the first person
+        does not pay the one-time costs (kernel set-up, weight packing, thread pools).
+
+        Call it once, before taking requests, on the thread that will run the models: torch
+        run from a second thread slows every later call (README, "Precision"). With an `api`
+        backend it makes one request per model. Returns the seconds it took.
+        """
+        started = time.perf_counter()
+        size = self.captioner.input_size
+        self.captioner([Image.new("RGB", (size, size), (128, 128, 128))])
+        self.classifier(["a photo. a few words", "a photo", "a few words"])
+        return time.perf_counter() - started
 
     def caption(self, images: Sequence[bytes]) -> list[str]:
         """Raises BadImageError before any model work if one of the files is not a usable image."""
@@ -93,10 +151,32 @@ class Pipeline:
 
 
 @functools.cache
-def _captioner(name: str, generation: GenerationSettings, token: str | None) -> Captioner:
-    return Captioner.from_pretrained(name, generation=generation, token=token)
+def _captioner(
+    name: str, generation: GenerationSettings, token: str | None, precision: str
+) -> CaptionModel:
+    from core.captioner import Captioner  # torch and transformers: local backend only
+
+    return Captioner.from_pretrained(name, generation=generation, token=token, precision=precision)
 
 
 @functools.cache
-def _classifier(name: str, token: str | None) -> SentimentClassifier:
-    return SentimentClassifier.from_pretrained(name, token=token)
+def _classifier(name: str, token: str | None, precision: str) -> SentimentModel:
+    from core.sentiment import SentimentClassifier  # torch and transformers: local backend only
+
+    return SentimentClassifier.from_pretrained(name, token=token, precision=precision)
+
+
+@functools.cache
+def _remote_captioner(name: str, endpoint: str, token: str | None, timeout: float) -> CaptionModel:
+    from core.remote import RemoteCaptioner
+
+    return RemoteCaptioner.connect(name, endpoint=endpoint, token=token, timeout=timeout)
+
+
+@functools.cache
+def _remote_classifier(
+    name: str, endpoint: str, token: str | None, timeout: float
+) -> SentimentModel:
+    from core.remote import RemoteClassifier
+
+    return RemoteClassifier.connect(name, endpoint=endpoint, token=token, timeout=timeout)

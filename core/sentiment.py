@@ -7,10 +7,8 @@ other classes works without code changes.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import torch
 from transformers import (
@@ -21,37 +19,49 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from core import precision as precisions
 from core.loading import load_pretrained
+from core.sentiment_base import Sentiment, preprocess_tweet
+
+__all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
 
 log = logging.getLogger(__name__)
 
-_MENTION = re.compile(r"(?<!\S)@\S+")
-_LINK = re.compile(r"(?<!\S)http\S*")
-
-
-@dataclass(frozen=True)
-class Sentiment:
-    label: str
-    score: float
-    scores: Mapping[str, float]
-
-
-def preprocess_tweet(text: str) -> str:
-    """The model card's preprocessing: the model was trained on tweets with these placeholders."""
-    return _LINK.sub("http", _MENTION.sub("@user", text))
-
 
 class SentimentClassifier:
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        model: PreTrainedModel,
+        precision: str = precisions.FP32,
+    ) -> None:
         self.tokenizer = tokenizer
         self.model = model.eval()
+        self.precision = precision
+        self._device = next(model.parameters()).device
         # RoBERTa's positions start after padding_idx, so two of max_position_embeddings are
         # unusable; the cardiffnlp tokenizer declares no limit of its own.
         self.max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings - 2)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str, *, token: str | None = None) -> SentimentClassifier:
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        token: str | None = None,
+        precision: str = precisions.FP32,
+        hardware: precisions.Hardware | None = None,
+    ) -> SentimentClassifier:
+        """`precision` is a mode of `core.precision` (`auto` included), resolved for `hardware`
+        (detected when None): the model runs on its device, in that mode."""
         started = time.perf_counter()
+        hardware = hardware or precisions.Hardware.detect()
+        mode = precisions.resolve(
+            precision,
+            model=precisions.SENTIMENT,
+            hardware=hardware,
+            variable="SENTIMENT_PRECISION",
+        )
         tokenizer = load_pretrained(
             AutoTokenizer.from_pretrained, name_or_path, variable="SENTIMENT_MODEL", token=token
         )
@@ -60,10 +70,17 @@ class SentimentClassifier:
             name_or_path,
             variable="SENTIMENT_MODEL",
             token=token,
-            dtype=torch.float32,
+            dtype=precisions.LOAD_DTYPES[mode],
         )
-        log.info("Sentiment model %s loaded in %.1f s", name_or_path, time.perf_counter() - started)
-        return cls(tokenizer, model)
+        model = precisions.apply(model.to(hardware.device), mode)
+        log.info(
+            "Sentiment model %s loaded in %.1f s (%s on %s)",
+            name_or_path,
+            time.perf_counter() - started,
+            mode,
+            hardware.device,
+        )
+        return cls(tokenizer, model, mode)
 
     def preprocess(self, texts: Sequence[str]) -> BatchEncoding:
         return self.tokenizer(
@@ -76,7 +93,7 @@ class SentimentClassifier:
 
     def forward(self, inputs: BatchEncoding) -> torch.Tensor:
         with torch.inference_mode():
-            return self.model(**inputs).logits
+            return self.model(**inputs.to(self._device)).logits
 
     def postprocess(self, logits: torch.Tensor) -> list[Sentiment]:
         id2label = self.model.config.id2label

@@ -89,7 +89,9 @@ def test_a_bad_setting_stops_with_one_line_naming_it(env, capsys, monkeypatch):
     monkeypatch.setenv("MODEL_PRECISION", "fp64")
     assert main(["analyze", "--caption", "a", "--text", "b"]) == 2
     err = capsys.readouterr().err
-    assert err == "error: MODEL_PRECISION='fp64' is not accepted: use one of fp32.\n"
+    assert err == (
+        "error: MODEL_PRECISION='fp64' is not accepted: use one of fp32, bf16, fp16, int8, auto.\n"
+    )
 
 
 def test_settings_come_from_a_dotenv_file_in_the_working_directory(env, capsys, monkeypatch):

@@ -16,7 +16,8 @@ def test_defaults_are_the_original_apps_models_and_records_file():
     assert s.sentiment_model == "cardiffnlp/twitter-roberta-base-sentiment-latest"
     assert s.sentiment_model == DEFAULT_SENTIMENT_MODEL
     assert s.records_path == Path("records.csv")
-    assert (s.model_precision, s.log_level, s.hf_token) == ("fp32", "INFO", None)
+    assert (s.model_precision, s.log_level, s.hf_token) == ("auto", "INFO", None)
+    assert (s.caption_precision, s.sentiment_precision) == ("auto", "auto")
     assert s.telegram_api_base_url == ""
     assert s.pending_ttl_seconds == 900
 
@@ -71,5 +72,97 @@ def test_dotenv_file_is_read_and_the_environment_wins(tmp_path):
     ],
 )
 def test_a_bad_value_names_the_variable_and_what_it_accepts(env, message):
+    with pytest.raises(ConfigError, match=message):
+        settings(**env)
+
+
+def test_models_run_locally_unless_a_backend_says_api():
+    s = settings()
+    assert (s.caption_backend, s.sentiment_backend) == ("local", "local")
+    assert (s.caption_endpoint, s.sentiment_endpoint, s.inference_timeout_seconds) == ("", "", 30)
+    remote = settings(
+        CAPTION_BACKEND="API",
+        CAPTION_ENDPOINT="https://abc.us-east-1.aws.endpoints.huggingface.cloud/",
+        SENTIMENT_BACKEND="api",
+        INFERENCE_TIMEOUT_SECONDS="12.5",
+    )
+    assert (remote.caption_backend, remote.sentiment_backend) == ("api", "api")
+    assert remote.caption_endpoint == "https://abc.us-east-1.aws.endpoints.huggingface.cloud"
+    assert remote.sentiment_endpoint == ""  # the model id through HF Inference
+    assert remote.inference_timeout_seconds == 12.5
+
+
+def test_webhook_mode_is_off_unless_a_url_is_set():
+    s = settings()
+    assert (s.webhook_url, s.webhook_listen, s.webhook_port) == ("", "0.0.0.0", 8443)
+    hooked = settings(
+        WEBHOOK_URL="https://bot.example.org/telegram",
+        WEBHOOK_SECRET_TOKEN="s3cret_-TOKEN",
+        WEBHOOK_LISTEN="127.0.0.1",
+        WEBHOOK_PORT="8080",
+    )
+    assert hooked.webhook_url == "https://bot.example.org/telegram"
+    assert (hooked.webhook_listen, hooked.webhook_port) == ("127.0.0.1", 8080)
+    assert hooked.webhook_secret_token == "s3cret_-TOKEN"
+    assert "s3cret" not in repr(hooked)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"CAPTION_BACKEND": "cloud"},
+            r"CAPTION_BACKEND='cloud' is not accepted: use one of local, api",
+        ),
+        ({"SENTIMENT_BACKEND": "remote"}, r"SENTIMENT_BACKEND='remote'.*local, api"),
+        (
+            {"SENTIMENT_BACKEND": "api", "SENTIMENT_ENDPOINT": "abc.endpoints.cloud"},
+            r"SENTIMENT_ENDPOINT='abc.endpoints.cloud'.*http\(s\) URL of an Inference Endpoint",
+        ),
+        (
+            {"CAPTION_ENDPOINT": "https://abc.endpoints.huggingface.cloud"},
+            r"CAPTION_ENDPOINT is set but CAPTION_BACKEND=local: set CAPTION_BACKEND=api",
+        ),
+        ({"INFERENCE_TIMEOUT_SECONDS": "0"}, r"INFERENCE_TIMEOUT_SECONDS='0'.*above 0"),
+        ({"WEBHOOK_URL": "http://bot.example.org/hook"}, r"WEBHOOK_URL=.*an https:// URL"),
+        (
+            {"WEBHOOK_URL": "https://bot.example.org/hook"},
+            r"WEBHOOK_SECRET_TOKEN is empty but WEBHOOK_URL is set",
+        ),
+        (
+            {"WEBHOOK_URL": "https://bot.example.org/hook", "WEBHOOK_SECRET_TOKEN": "no spaces"},
+            r"WEBHOOK_SECRET_TOKEN is not accepted: use 1-256 characters",
+        ),
+        ({"WEBHOOK_PORT": "70000"}, r"WEBHOOK_PORT='70000'.*1 to 65535"),
+        ({"WEBHOOK_LISTEN": " "}, r"WEBHOOK_LISTEN is empty"),
+    ],
+)
+def test_a_bad_backend_or_webhook_value_names_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        settings(**env)
+
+
+def test_limits_and_the_pending_file_are_read_from_the_environment():
+    s = settings(
+        RATE_LIMIT_PER_MINUTE="5",
+        MAX_QUEUED_JOBS="3",
+        ALLOWED_CHAT_IDS="1, -500,",
+        PENDING_PATH="/data/p.json",
+    )
+    assert (s.limits.jobs_per_minute, s.limits.max_queued_jobs) == (5, 3)
+    assert s.limits.allowed_chat_ids == frozenset({1, -500})
+    assert s.pending_path == Path("/data/p.json")
+    assert settings().limits.allowed_chat_ids is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ALLOWED_CHAT_IDS": "1,me"}, r"ALLOWED_CHAT_IDS='1,me' is not accepted: use chat ids"),
+        ({"RATE_LIMIT_PER_MINUTE": "0"}, r"RATE_LIMIT_PER_MINUTE='0' is not accepted"),
+        ({"MAX_QUEUED_JOBS": "lots"}, r"MAX_QUEUED_JOBS='lots' is not accepted"),
+    ],
+)
+def test_bad_limits_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         settings(**env)

