@@ -11,7 +11,7 @@ from html import escape
 
 from core.pipeline import Analysis
 from core.records import Record
-from core.sentiment import Sentiment
+from core.sentiment_base import Sentiment
 
 EMOJI = {"positive": "😊", "neutral": "😐", "negative": "😞"}
 
