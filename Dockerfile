@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/models \
-    RECORDS_PATH=/data/records.csv
+    RECORDS_PATH=/data/records.csv \
+    PENDING_PATH=/data/pending.json
 
 WORKDIR /app
 
@@ -25,4 +26,6 @@ RUN useradd --create-home --uid 10001 bot \
 USER 10001
 
 VOLUME ["/data", "/models"]
+# Only used in webhook mode (WEBHOOK_URL set); polling needs no open port.
+EXPOSE 8443
 CMD ["python", "-m", "bot"]

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test bench clean
 
 run: $(VENV)/.installed
 	$(BIN)/python -m bot
@@ -15,6 +15,8 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.bench_records
+	$(BIN)/python -m bench.bench_models
+	$(BIN)/python -m bench.bench_startup
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)

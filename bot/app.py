@@ -1,7 +1,8 @@
 """Mood bot: a photo (or a caption in words) plus a message in, a mood out.
 
-`main()` reads the settings, refuses to start without a token, loads both models once,
-builds the `Application` and polls Telegram until SIGINT/SIGTERM. The handlers below are
+`main()` reads the settings, refuses to start without a token, loads both models once
+(or checks the remote ones), builds the `Application` and polls Telegram (or, with
+WEBHOOK_URL, serves a webhook) until SIGINT/SIGTERM. The handlers below are
 the bot's whole behaviour; each one lives in `bot.handlers`.
 """
 
@@ -10,19 +11,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
 from bot import handlers
+from bot.flood import FloodControl
 from bot.handlers import Deps
 from bot.inference import Inference
 from bot.ordering import PerPersonOrder
 from core.config import Settings
-from core.errors import CoreError
+from core.errors import CoreError, RecordsError
 from core.pending import PendingCaptions
-from core.pipeline import Pipeline
+from core.ratelimit import RateLimit
 from core.records import RecordStore
 
 log = logging.getLogger(__name__)
@@ -40,28 +50,34 @@ COMMANDS = [
 
 
 def build_application(
-    settings: Settings, pipeline: Pipeline, pending: PendingCaptions | None = None
+    settings: Settings, inference: Inference, pending: PendingCaptions | None = None
 ) -> Application:
     builder = (
         ApplicationBuilder()
         .token(settings.telegram_bot_token)
         .concurrent_updates(PerPersonOrder())
-        .post_init(_register_commands)
+        .rate_limiter(FloodControl())
+        .post_init(_start)
         .post_shutdown(_close)
     )
     if settings.telegram_api_base_url:
         base = settings.telegram_api_base_url
         builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
     application = builder.build()
+    limits = settings.limits
     application.bot_data["deps"] = Deps(
-        inference=Inference(pipeline),
+        inference=inference,
         store=RecordStore(settings.records_path),
-        pending=pending or PendingCaptions(settings.pending_ttl_seconds),
+        pending=pending
+        or PendingCaptions(settings.pending_ttl_seconds, path=settings.pending_path),
+        rate=RateLimit(limits.jobs_per_minute),
+        allowed_chat_ids=limits.allowed_chat_ids,
     )
 
     new = filters.UpdateType.MESSAGE  # edits and channel posts are deliberately ignored
     private = filters.ChatType.PRIVATE
-    pictures = filters.PHOTO | filters.Document.IMAGE
+    pictures = filters.PHOTO | filters.Document.IMAGE | filters.Sticker.STATIC
+    application.add_handler(TypeHandler(Update, handlers.only_allowed_chats), group=-1)
     application.add_handlers(
         [
             CommandHandler(["start", "help"], handlers.help_command, filters=new),
@@ -71,6 +87,7 @@ def build_application(
             MessageHandler(new & pictures, handlers.picture),
             MessageHandler(new & private & filters.Document.ALL, handlers.not_a_picture),
             MessageHandler(new & filters.TEXT & ~filters.COMMAND, handlers.text),
+            MessageHandler(new & private, handlers.not_understood),
         ]
     )
     application.add_error_handler(handlers.error_handler)
@@ -80,17 +97,49 @@ def build_application(
 def main() -> None:
     try:
         settings = Settings.from_env()
-    except CoreError as error:
-        sys.exit(f"error: {error}")
-    if not settings.telegram_bot_token:
-        sys.exit(NO_TOKEN)
-    settings.configure_logging()
-    try:
-        pipeline = Pipeline.from_settings(settings)
+        if not settings.telegram_bot_token:
+            sys.exit(NO_TOKEN)
+        settings.configure_logging()
+        inference = Inference.start(settings)
     except CoreError as error:
         sys.exit(f"error: {error}")
     log.info("Records go to %s", settings.records_path.resolve())
-    build_application(settings, pipeline).run_polling(allowed_updates=[Update.MESSAGE])
+    run(build_application(settings, inference), settings)
+
+
+def run(application: Application, settings: Settings) -> None:
+    """Long polling, or with WEBHOOK_URL python-telegram-bot's own webhook server, which
+    answers 403 to any request without the right X-Telegram-Bot-Api-Secret-Token."""
+    if not settings.webhook_url:
+        application.run_polling(allowed_updates=[Update.MESSAGE])
+        return
+    log.info(
+        "Webhook mode: listening on %s:%s for %s",
+        settings.webhook_listen,
+        settings.webhook_port,
+        settings.webhook_url,
+    )
+    application.run_webhook(
+        listen=settings.webhook_listen,
+        port=settings.webhook_port,
+        url_path=urlparse(settings.webhook_url).path,  # a reverse proxy keeps the path
+        webhook_url=settings.webhook_url,
+        secret_token=settings.webhook_secret_token,
+        allowed_updates=[Update.MESSAGE],
+    )
+
+
+async def _start(application: Application) -> None:
+    await _recover_records(application)
+    await _register_commands(application)
+
+
+async def _recover_records(application: Application) -> None:
+    """A row torn by a crash is set aside now, before anyone waits on it."""
+    try:
+        await asyncio.to_thread(application.bot_data["deps"].store.recover)
+    except RecordsError as error:
+        log.error("%s: answers go on, results are not recorded until this is fixed", error)
 
 
 async def _register_commands(application: Application) -> None:

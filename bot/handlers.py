@@ -14,18 +14,20 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from telegram import Bot, Chat, Document, ForceReply, Message, PhotoSize, Update
+from telegram import Bot, Chat, Document, ForceReply, Message, PhotoSize, Sticker, Update
 from telegram.constants import ChatAction
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes
+from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import replies
+from bot.errors import Refusal
 from bot.inference import Inference
 from core.errors import CoreError, RecordsError
 from core.pending import Lookup, PendingCaptions
 from core.pipeline import IMAGE, MANUAL
+from core.ratelimit import RateLimit
 from core.records import RecordStore
 
 log = logging.getLogger(__name__)
@@ -40,14 +42,26 @@ class Deps:
     inference: Inference
     store: RecordStore
     pending: PendingCaptions
-
-
-class Refusal(Exception):
-    """Something about the request we can explain to the person in one line."""
+    rate: RateLimit
+    allowed_chat_ids: frozenset[int] | None = None
+    refused_chats: set[int] = field(default_factory=set)
 
 
 def deps(context: ContextTypes.DEFAULT_TYPE) -> Deps:
     return context.bot_data["deps"]
+
+
+async def only_allowed_chats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """With ALLOWED_CHAT_IDS, other chats get one polite refusal and nothing else."""
+    allowed, chat = deps(context).allowed_chat_ids, update.effective_chat
+    if allowed is None or (chat is not None and chat.id in allowed):
+        return
+    if chat is not None and chat.id not in deps(context).refused_chats:
+        deps(context).refused_chats.add(chat.id)
+        log.info("Refused chat %s: not in ALLOWED_CHAT_IDS", chat.id)
+        with contextlib.suppress(TelegramError):
+            await context.bot.send_message(chat.id, replies.NOT_ALLOWED)
+    raise ApplicationHandlerStop
 
 
 async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -72,7 +86,13 @@ async def history(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not 1 <= count <= HISTORY_MAX:
         await update.effective_message.reply_html(replies.HISTORY_USAGE.format(limit=HISTORY_MAX))
         return
-    records = await asyncio.to_thread(deps(context).store.recent, update.effective_chat.id, count)
+    try:
+        records = await asyncio.to_thread(
+            deps(context).store.recent, update.effective_chat.id, count
+        )
+    except RecordsError as error:
+        log.error("History unavailable: %s", error)
+        raise Refusal(replies.HISTORY_UNAVAILABLE) from None
     await update.effective_message.reply_html(replies.history(records))
 
 
@@ -84,7 +104,7 @@ async def analyze_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     if target is not None and _is_picture(target):
         await _start_from_picture(update, context, target, text)
     elif target is not None and (target.text or target.caption):
-        await _start_from_caption(update, context, target.text or target.caption, text)
+        await _finish_or_wait(update, context, target.text or target.caption, text, MANUAL)
     else:
         await message.reply_html(replies.ANALYZE_USAGE)
 
@@ -104,6 +124,11 @@ async def picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def not_a_picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A file that is not an image, in a private chat."""
     await update.effective_message.reply_html(replies.NOT_AN_IMAGE_DOCUMENT)
+
+
+async def not_understood(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Voice, video, stickers that move, locations, polls…: say what we do understand."""
+    await update.effective_message.reply_html(replies.NOT_UNDERSTOOD)
 
 
 async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -139,22 +164,20 @@ async def _start_from_picture(
     update: Update, context: ContextTypes.DEFAULT_TYPE, source: Message, text: str
 ) -> None:
     inference = deps(context).inference
-    data = await _download(context.bot, source, inference.input_size)
-    async with _typing(context.bot, update.effective_chat.id):
+    async with _job(update, context):
+        data = await _download(context.bot, source, inference.input_size)
         caption = await inference.caption(data)
-    if text.strip():
-        await _finish(update, context, caption, text, IMAGE)
-    else:
-        await _wait_for_text(update, context, caption, IMAGE)
+    await _finish_or_wait(update, context, caption, text, IMAGE)
 
 
-async def _start_from_caption(
-    update: Update, context: ContextTypes.DEFAULT_TYPE, caption: str, text: str
+async def _finish_or_wait(
+    update: Update, context: ContextTypes.DEFAULT_TYPE, caption: str, text: str, source: str
 ) -> None:
+    """With a text the pair is complete; without, the caption waits for it."""
     if text.strip():
-        await _finish(update, context, caption, text, MANUAL)
+        await _finish(update, context, caption, text, source)
     else:
-        await _wait_for_text(update, context, caption, MANUAL)
+        await _wait_for_text(update, context, caption, source)
 
 
 async def _wait_for_text(
@@ -180,18 +203,28 @@ async def _finish(
 ) -> None:
     """Classify, record, reply: the record is written before the person sees the answer."""
     chat, user = update.effective_chat, update.effective_user
-    async with _typing(context.bot, chat.id):
+    async with _job(update, context):
         analysis = await deps(context).inference.classify(caption, text, source)
     try:
         record = analysis.to_record(chat_id=chat.id, user_id=user.id)
         await asyncio.to_thread(deps(context).store.append, record)
-    except RecordsError:
-        log.exception("RECORD NOT SAVED for chat %s: the answer is still sent", chat.id)
+    except RecordsError as error:
+        log.error("RECORD NOT SAVED for chat %s: %s", chat.id, error, exc_info=True)
     await update.effective_message.reply_html(replies.result(analysis))
 
 
+@contextlib.asynccontextmanager
+async def _job(update: Update, context: ContextTypes.DEFAULT_TYPE) -> AsyncIterator[None]:
+    """Admission for one model job: the person's rate first, then a place in the queue."""
+    wait = deps(context).rate.take(update.effective_user.id)
+    if wait:
+        raise Refusal(replies.slow_down(wait))
+    async with deps(context).inference.job(), _typing(context.bot, update.effective_chat.id):
+        yield
+
+
 def _is_picture(message: Message) -> bool:
-    return bool(message.photo) or _image_document(message) is not None
+    return _picture_file(message) is not None
 
 
 def _image_document(message: Message) -> Document | None:
@@ -199,8 +232,17 @@ def _image_document(message: Message) -> Document | None:
     return document if document and (document.mime_type or "").startswith("image/") else None
 
 
+def _picture_file(message: Message) -> PhotoSize | Document | Sticker | None:
+    """The photo, image file or still sticker in a message (a photo in several sizes)."""
+    if message.photo:
+        return message.photo[-1]
+    if message.sticker and not (message.sticker.is_animated or message.sticker.is_video):
+        return message.sticker
+    return _image_document(message)
+
+
 async def _download(bot: Bot, message: Message, min_side: int) -> bytes:
-    chosen = _photo_size(message.photo, min_side) if message.photo else _image_document(message)
+    chosen = _photo_size(message.photo, min_side) if message.photo else _picture_file(message)
     if chosen.file_size and chosen.file_size > TELEGRAM_DOWNLOAD_LIMIT:
         raise Refusal(replies.TOO_BIG)
     try:

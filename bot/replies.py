@@ -43,9 +43,16 @@ CANCELLED = "Done, I forgot that caption."
 DOWNLOAD_FAILED = "I couldn't download that file from Telegram. Please send it again."
 TOO_BIG = "That file is over Telegram's 20 MB limit for bots. Please send a smaller picture."
 NOT_AN_IMAGE_DOCUMENT = "That file is not a picture. Send a photo or an image file."
+NOT_UNDERSTOOD = (
+    "I understand photos, image files and text. Send a photo (or describe a picture in "
+    "words), then a message. /help explains more."
+)
+NOT_ALLOWED = "Sorry, this bot is private and does not work in this chat."
+BUSY = "I'm busy with other pictures right now. Please try again in a moment."
 SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again."
 HISTORY_USAGE = "Use /history or /history N, with N from 1 to {limit}."
 NO_HISTORY = "No results in this chat yet."
+HISTORY_UNAVAILABLE = "The history can't be read right now. Please try again later."
 
 
 def mood(sentiment: Sentiment) -> str:
@@ -54,12 +61,16 @@ def mood(sentiment: Sentiment) -> str:
 
 def caption_seen(caption: str, *, in_group: bool) -> str:
     ask = ASK_TEXT_IN_GROUP if in_group else ASK_TEXT
-    return f"🖼 I see: <i>{escape(caption)}</i>\n{ask}"
+    return f"🖼 I see: <i>{escape(_clip(caption))}</i>\n{ask}"
 
 
 def caption_saved(caption: str, *, in_group: bool) -> str:
     ask = ASK_TEXT_IN_GROUP if in_group else ASK_TEXT
-    return f"📝 Caption: <i>{escape(caption)}</i>\n{ask}"
+    return f"📝 Caption: <i>{escape(_clip(caption))}</i>\n{ask}"
+
+
+def slow_down(wait_seconds: float) -> str:
+    return f"Slow down a little: try again in {max(1, round(wait_seconds))} s."
 
 
 def expired(ttl_seconds: float) -> str:

@@ -2,15 +2,23 @@
 
 In a group several members can be mid-flow at once, so the key is (chat, user), never the
 chat alone. An expired caption is kept until it is asked for, so the person can be told.
+With a path, the captions are saved on every change, so a restart or a deploy between a
+photo and its text loses nothing.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import Enum
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,10 +35,16 @@ class Lookup(Enum):
 
 
 class PendingCaptions:
-    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.time,
+        path: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.ttl_seconds = ttl_seconds
         self._clock = clock
-        self._items: dict[tuple[int, int], Pending] = {}
+        self._path = Path(path) if path is not None else None
+        self._items: dict[tuple[int, int], Pending] = self._load()
         self._lock = threading.Lock()
 
     def put(
@@ -43,7 +57,9 @@ class PendingCaptions:
     ) -> Pending:
         pending = Pending(caption, caption_source, self._clock(), prompt_message_id)
         with self._lock:
+            self._forget_long_expired()
             self._items[(chat_id, user_id)] = pending
+            self._save()
         return pending
 
     def peek(self, chat_id: int, user_id: int) -> Pending | None:
@@ -56,6 +72,8 @@ class PendingCaptions:
         """Remove and return the caption; say EXPIRED rather than NONE if it ran out."""
         with self._lock:
             pending = self._items.pop((chat_id, user_id), None)
+            if pending is not None:
+                self._save()
         if pending is None:
             return Lookup.NONE
         return Lookup.EXPIRED if self._expired(pending) else pending
@@ -66,3 +84,37 @@ class PendingCaptions:
 
     def _expired(self, pending: Pending) -> bool:
         return self._clock() - pending.created_at > self.ttl_seconds
+
+    def _forget_long_expired(self) -> None:
+        """Expired captions are kept a day (to tell their owner), not forever."""
+        horizon = self._clock() - max(2 * self.ttl_seconds, 24 * 3600)
+        for key in [key for key, p in self._items.items() if p.created_at < horizon]:
+            del self._items[key]
+
+    def _load(self) -> dict[tuple[int, int], Pending]:
+        if self._path is None or not self._path.exists():
+            return {}
+        try:
+            items = {}
+            for key, fields in json.loads(self._path.read_text(encoding="utf-8")).items():
+                chat, user = key.split(":")
+                items[(int(chat), int(user))] = Pending(**fields)
+            return items
+        except (OSError, ValueError, TypeError) as error:
+            log.error(
+                "Waiting captions in %s could not be read (%s); starting empty", self._path, error
+            )
+            return {}
+
+    def _save(self) -> None:
+        """Atomic: a crash mid-write leaves the previous file, never half of one."""
+        if self._path is None:
+            return
+        data = {f"{chat}:{user}": asdict(p) for (chat, user), p in self._items.items()}
+        temporary = self._path.with_name(self._path.name + ".tmp")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+            os.replace(temporary, self._path)
+        except OSError as error:
+            log.error("Waiting captions could not be saved to %s: %s", self._path, error)

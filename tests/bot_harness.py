@@ -12,6 +12,7 @@ from telegram import Update
 from telegram.ext import Application
 
 from bot.app import build_application
+from bot.inference import Inference
 from core.config import Settings
 from core.pending import PendingCaptions
 from core.pipeline import Pipeline
@@ -50,6 +51,7 @@ def bot_settings(api: FakeBotApi, models, records_path: Path, **extra: str) -> S
             "CAPTION_MODEL": str(models.caption),
             "SENTIMENT_MODEL": str(models.sentiment),
             "RECORDS_PATH": str(records_path),
+            "PENDING_PATH": str(records_path.with_name("pending.json")),
             **extra,
         },
         dotenv_path=None,
@@ -58,18 +60,28 @@ def bot_settings(api: FakeBotApi, models, records_path: Path, **extra: str) -> S
 
 @asynccontextmanager
 async def running_bot(
-    api: FakeBotApi, settings: Settings, pipeline: Pipeline | None = None
+    api: FakeBotApi,
+    settings: Settings,
+    pipeline: Pipeline | None = None,
+    allowed_updates: list[str] | None = None,
 ) -> AsyncIterator[RunningBot]:
+    """`allowed_updates` as `main()` asks for them, unless a test asks Telegram for more."""
     clock = Clock()
-    pending = PendingCaptions(settings.pending_ttl_seconds, clock=clock)
-    application = build_application(settings, pipeline or Pipeline.from_settings(settings), pending)
+    pending = PendingCaptions(settings.pending_ttl_seconds, clock=clock, path=settings.pending_path)
+    inference = Inference(
+        pipeline or Pipeline.from_settings(settings), settings.limits.max_queued_jobs
+    )
+    application = build_application(settings, inference, pending)
     async with application:
+        await application.post_init(application)  # as run_polling does
         await application.start()
         await application.updater.start_polling(
-            poll_interval=0, timeout=1, allowed_updates=[Update.MESSAGE]
+            poll_interval=0, timeout=1, allowed_updates=allowed_updates or [Update.MESSAGE]
         )
         try:
             yield RunningBot(api, application, settings.records_path, clock)
         finally:
-            await application.updater.stop()
-            await application.stop()
+            if application.updater.running:
+                await application.updater.stop()
+            if application.running:
+                await application.stop()

@@ -364,6 +364,7 @@ class FakeBotApi:
             "getMe": self._get_me,
             "getUpdates": self._get_updates,  # also given its arrival number, see _call
             "deleteWebhook": self._delete_webhook,
+            "setWebhook": self._set_webhook,
             "setMyCommands": self._set_my_commands,
             "getMyCommands": self._get_my_commands,
             "sendMessage": self._send_message,
@@ -792,6 +793,12 @@ class FakeBotApi:
 
         self._pending = [u for u in self._pending if wanted(u)]
         return self._pending[:limit]
+
+    async def _set_webhook(self, params: JSONDict) -> bool:
+        """Only recorded: tests post to the bot's webhook server themselves."""
+        if not str(params.get("url", "")).startswith("https://"):
+            raise _bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        return True
 
     async def _delete_webhook(self, params: JSONDict) -> bool:
         if params.get("drop_pending_updates"):

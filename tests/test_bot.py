@@ -18,7 +18,9 @@ BOT = "mood_test_bot"
 
 
 def seen(sent: dict) -> str:
-    """What a person sees: the HTML reply without its tags."""
+    """What a person sees: an HTML reply without its tags, or a plain one as it is."""
+    if sent["parse_mode"] is None:
+        return sent["text"]
     assert sent["parse_mode"] == "HTML"
     return html.unescape(re.sub(r"<[^>]+>", "", sent["text"]))
 

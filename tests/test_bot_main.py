@@ -78,7 +78,8 @@ async def test_it_loads_models_registers_commands_answers_and_stops_on_sigterm(
         log = (await process.stdout.read()).decode()
     assert process.returncode == 0, log
     assert "Caption model" in log and "Sentiment model" in log and " loaded in " in log
-    assert log.index("Sentiment model") < log.index("Application started")
+    assert log.index("Sentiment model") < log.index("Models warmed up in")
+    assert log.index("Models warmed up in") < log.index("Application started")
     assert api.token not in log and api.token.split(":")[1] not in log
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("a lake at dawn,peaceful,")

@@ -29,4 +29,5 @@ def test_image_runs_the_bot_as_a_non_root_user_with_volumes_for_records_and_mode
     assert 'VOLUME ["/data", "/models"]' in lines
     text = DOCKERFILE.read_text()
     assert "RECORDS_PATH=/data/records.csv" in text and "HF_HOME=/models" in text
+    assert "PENDING_PATH=/data/pending.json" in text
     assert "download.pytorch.org/whl/cpu torch==2.13.0" in text
