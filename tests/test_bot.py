@@ -410,3 +410,24 @@ async def test_a_text_sent_right_after_a_photo_completes_it(api, settings, ann):
         asked, result = await api.wait_for_sent(chat["id"], 2)
         assert seen(asked).startswith("🖼 I see: ") and "💬 so quick" in seen(result)
         assert [row["caption_source"] for row in bot.rows()] == ["image"]
+
+
+async def test_help_is_answered_while_eight_photos_are_in_progress(api, settings, bob):
+    slow = SlowPipeline(Pipeline.from_settings(settings))
+    async with running_bot(api, settings, slow) as bot:
+        people = [api.user(10 + n, f"P{n}") for n in range(8)]
+        for person in people:
+            api.send_photo(api.private_chat(person), person, picture())
+        assert await asyncio.to_thread(slow.started.wait, 10)
+        await api.wait_until(
+            lambda: bot.application.bot_data["deps"].inference.jobs == 8, "8 photos in progress"
+        )
+        bob_chat = api.private_chat(bob)
+        api.send_text(bob_chat, bob, "/help")
+        (help_reply,) = await api.wait_for_sent(bob_chat["id"])
+        assert "In a private chat" in seen(help_reply)
+        assert [sent["chat_id"] for sent in api.sent] == [bob_chat["id"]]
+        slow.release.set()
+        for person in people:
+            (asked,) = await api.wait_for_sent(person["id"])
+            assert seen(asked).startswith("🖼 I see: ")
