@@ -92,3 +92,15 @@ async def test_a_failed_download_gets_a_clear_answer_and_no_record(api, bot, ann
     api.send_photo(chat, ann, picture(), caption="again")
     await api.wait_for_sent(chat["id"])
     assert [row["user_text"] for row in bot.rows()] == ["again"]
+
+
+async def test_a_failed_command_list_registration_is_logged_not_fatal(
+    api, tiny_models, tmp_path, ann, caplog
+):
+    api.fail_next("setMyCommands", status=500)
+    async with running_bot(api, bot_settings(api, tiny_models, tmp_path / "r.csv")):
+        chat = api.private_chat(ann)
+        api.send_text(chat, ann, "/help")
+        (answer,) = await api.wait_for_sent(chat["id"])
+    assert seen(answer).startswith("I read the mood")
+    assert "Could not register the command list" in caplog.text
