@@ -3,6 +3,12 @@
 One worker thread: on a small CPU server two model calls at once only fight over the same
 cores, and torch already uses them all inside one call. The number of jobs waiting or
 running is bounded: past it, people are told to try again instead of memory growing.
+
+Micro-batching (`BATCH_WINDOW_MS` above 0): a caption request waits up to that long for
+others, from any chat, and up to `MAX_BATCH` of them go through the model in one call;
+classifications likewise, with each other. Each request still gets its own result or its own
+error (`Pipeline.caption_each`, `Pipeline.classify_many`). At 0, each request is one model
+call, exactly as `Pipeline.caption` and `Pipeline.classify` run it.
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from bot import replies
 from bot.errors import Refusal
@@ -23,16 +29,29 @@ from core.pipeline import Analysis, Pipeline
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Inference:
     def __init__(
-        self, pipeline: Pipeline, max_jobs: int, worker: ThreadPoolExecutor | None = None
+        self,
+        pipeline: Pipeline,
+        max_jobs: int,
+        worker: ThreadPoolExecutor | None = None,
+        *,
+        batch_window_ms: float = 0,
+        max_batch: int = 8,
     ) -> None:
         self.pipeline = pipeline
         self.max_jobs = max_jobs
         self.jobs = 0
         self._worker = worker or _inference_thread()
+        self._captions: _Batcher[bytes, str] | None = None
+        self._analyses: _Batcher[tuple[str, str, str], Analysis] | None = None
+        if batch_window_ms > 0:
+            window = batch_window_ms / 1000
+            self._captions = _Batcher(pipeline.caption_each, self._run, window, max_batch)
+            self._analyses = _Batcher(pipeline.classify_many, self._run, window, max_batch)
 
     @classmethod
     def start(cls, settings: Settings) -> Inference:
@@ -49,7 +68,13 @@ class Inference:
             log.info("Models warmed up in %.1f s", seconds)
         except ModelServiceError as error:
             log.warning("Warm-up skipped, a remote model is not ready yet: %s", error)
-        return cls(pipeline, settings.limits.max_queued_jobs, worker)
+        return cls(
+            pipeline,
+            settings.limits.max_queued_jobs,
+            worker,
+            batch_window_ms=settings.batch_window_ms,
+            max_batch=settings.max_batch,
+        )
 
     @property
     def input_size(self) -> int:
@@ -67,10 +92,14 @@ class Inference:
             self.jobs -= 1
 
     async def caption(self, image: bytes) -> str:
+        if self._captions is not None:
+            return await self._captions(image)
         (caption,) = await self._run(lambda: self.pipeline.caption([image]))
         return caption
 
     async def classify(self, caption: str, text: str, caption_source: str) -> Analysis:
+        if self._analyses is not None:
+            return await self._analyses((caption, text, caption_source))
         return await self._run(
             lambda: self.pipeline.classify(caption, text, caption_source=caption_source)
         )
@@ -81,6 +110,66 @@ class Inference:
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, work)
+
+
+class _Batcher(Generic[T, R]):
+    """Collects requests on the event loop and runs them as one batch on the inference thread.
+
+    The first request of a batch starts the window; the batch goes when the window ends or
+    when it holds `max_batch` requests, whichever comes first. `run` returns one result or
+    one exception per request, in order.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[list[T]], list[R | Exception]],
+        submit: Callable[[Callable[[], list[R | Exception]]], Awaitable[list[R | Exception]]],
+        window_s: float,
+        max_batch: int,
+    ) -> None:
+        self._run = run
+        self._submit = submit
+        self._window_s = window_s
+        self._max_batch = max_batch
+        self._waiting: list[tuple[T, asyncio.Future[R]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._batches: set[asyncio.Task[None]] = set()  # running: kept from garbage collection
+
+    async def __call__(self, item: T) -> R:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        self._waiting.append((item, future))
+        if len(self._waiting) >= self._max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._window_s, self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        # A request whose caller gave up (cancelled) is not worth a place in the batch.
+        batch = [(item, future) for item, future in self._waiting if not future.done()]
+        self._waiting = []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._serve(batch))
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+
+    async def _serve(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        items = [item for item, _ in batch]
+        try:
+            results = await self._submit(lambda: self._run(items))
+        except Exception as error:  # the whole call failed (a model error, shut down): all of them
+            results = [error] * len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
 
 def _inference_thread() -> ThreadPoolExecutor:

@@ -71,6 +71,9 @@ class Settings:
     caption_endpoint: str = ""  # empty: the model id on HF Inference (serverless)
     sentiment_endpoint: str = ""
     inference_timeout_seconds: float = 30.0
+    # Micro-batching across chats (bot/inference.py): 0 ms runs each request on its own.
+    batch_window_ms: float = 20.0
+    max_batch: int = 8
     # Webhook mode instead of polling when webhook_url is set.
     webhook_url: str = ""
     webhook_listen: str = "0.0.0.0"
@@ -136,6 +139,13 @@ class Settings:
             inference_timeout_seconds=read.parse(
                 "INFERENCE_TIMEOUT_SECONDS", 30.0, _positive_float, "a number of seconds above 0"
             ),
+            batch_window_ms=read.parse(
+                "BATCH_WINDOW_MS",
+                20.0,
+                _float_in(0, 1000),
+                "a number of milliseconds from 0 to 1000",
+            ),
+            max_batch=read.parse("MAX_BATCH", 8, _int_in(1, 64), "a whole number from 1 to 64"),
             webhook_url=webhook_url,
             webhook_listen=read.text("WEBHOOK_LISTEN", "0.0.0.0", required=True),
             webhook_port=read.parse(
@@ -208,6 +218,16 @@ def _int_in(low: int, high: int) -> Callable[[str], int]:
     def convert(raw: str) -> int:
         value = int(raw)
         if not low <= value <= high:
+            raise ValueError(raw)
+        return value
+
+    return convert
+
+
+def _float_in(low: float, high: float) -> Callable[[str], float]:
+    def convert(raw: str) -> float:
+        value = float(raw)
+        if not low <= value <= high:  # also refuses nan
             raise ValueError(raw)
         return value
 

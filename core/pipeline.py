@@ -123,21 +123,59 @@ class Pipeline:
         """Raises BadImageError before any model work if one of the files is not a usable image."""
         captions = self.captioner([load_image(data) for data in images])
         if not all(captions):
-            raise BadImageError(
-                "I could not describe this picture: try another one, or type a caption."
-            )
+            raise BadImageError(_NOT_DESCRIBED)
         return captions
+
+    def caption_each(self, images: Sequence[bytes]) -> list[str | Exception]:
+        """`caption` for several people's photos at once (micro-batching, `bot/inference.py`).
+
+        Each file is loaded on its own, then every usable image goes through the model in one
+        call. A file's own failure (not an image, or nothing said about it) takes its place in
+        the list, as with `asyncio.gather(return_exceptions=True)`, and fails no other file.
+        """
+        results: list[str | Exception] = []
+        loaded: list[Image.Image] = []
+        for data in images:
+            try:
+                loaded.append(load_image(data))
+                results.append("")
+            except Exception as error:  # this file's failure, its request's alone
+                results.append(error)
+        captions = iter(self.captioner(loaded) if loaded else [])
+        return [
+            result
+            if isinstance(result, Exception)
+            else (next(captions) or BadImageError(_NOT_DESCRIBED))
+            for result in results
+        ]
 
     def classify(self, caption: str, text: str, *, caption_source: str = MANUAL) -> Analysis:
         """One batch of three: the verdict, and what the caption and text say on their own."""
-        caption, text = caption.strip(), text.strip()
-        if not text:
-            raise BadTextError("The text is empty: send a few words to go with the picture.")
-        if not caption:
-            raise BadTextError("The caption is empty: describe the picture in a few words.")
-        combined = combine(caption, text)
+        caption, text, combined = _texts(caption, text)
         overall, caption_only, text_only = self.classifier([combined, caption, text])
         return Analysis(caption, caption_source, text, combined, overall, caption_only, text_only)
+
+    def classify_many(self, requests: Sequence[tuple[str, str, str]]) -> list[Analysis | Exception]:
+        """`classify` for several `(caption, text, caption_source)` at once: the three texts of
+        every valid request in one classifier call, split back per request. An empty caption or
+        text is that request's BadTextError, in its place; the others are still classified."""
+        results: list[Analysis | Exception | tuple[str, str, str, str]] = []
+        batch: list[str] = []
+        for caption, text, source in requests:
+            try:
+                caption, text, combined = _texts(caption, text)
+            except BadTextError as error:
+                results.append(error)
+                continue
+            results.append((caption, source, text, combined))
+            batch += [combined, caption, text]
+        sentiments = iter(self.classifier(batch) if batch else [])
+        return [
+            result
+            if isinstance(result, Exception)
+            else Analysis(*result, next(sentiments), next(sentiments), next(sentiments))
+            for result in results
+        ]
 
     def analyze(
         self, text: str, *, image: bytes | None = None, caption: str | None = None
@@ -148,6 +186,19 @@ class Pipeline:
             (caption,) = self.caption([image])
             return self.classify(caption, text, caption_source=IMAGE)
         return self.classify(caption, text, caption_source=MANUAL)
+
+
+_NOT_DESCRIBED = "I could not describe this picture: try another one, or type a caption."
+
+
+def _texts(caption: str, text: str) -> tuple[str, str, str]:
+    """Caption, text and their combination, stripped; BadTextError if either is empty."""
+    caption, text = caption.strip(), text.strip()
+    if not text:
+        raise BadTextError("The text is empty: send a few words to go with the picture.")
+    if not caption:
+        raise BadTextError("The caption is empty: describe the picture in a few words.")
+    return caption, text, combine(caption, text)
 
 
 @functools.cache

@@ -69,7 +69,10 @@ async def running_bot(
     clock = Clock()
     pending = PendingCaptions(settings.pending_ttl_seconds, clock=clock, path=settings.pending_path)
     inference = Inference(
-        pipeline or Pipeline.from_settings(settings), settings.limits.max_queued_jobs
+        pipeline or Pipeline.from_settings(settings),
+        settings.limits.max_queued_jobs,
+        batch_window_ms=settings.batch_window_ms,  # as Inference.start does
+        max_batch=settings.max_batch,
     )
     application = build_application(settings, inference, pending)
     async with application:

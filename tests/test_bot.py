@@ -376,9 +376,16 @@ class SlowPipeline(Pipeline):
         self.release = threading.Event()
 
     def caption(self, images):
+        self._wait()
+        return super().caption(images)
+
+    def caption_each(self, images):
+        self._wait()
+        return super().caption_each(images)
+
+    def _wait(self) -> None:
         self.started.set()
         assert self.release.wait(timeout=30), "the test never released the caption"
-        return super().caption(images)
 
 
 async def test_other_chats_are_answered_while_a_photo_is_being_captioned(api, settings, ann, bob):

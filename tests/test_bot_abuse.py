@@ -111,6 +111,8 @@ class Exploding(Pipeline):
     def classify(self, *args, **kwargs):
         raise RuntimeError(f"boom with {self.secret} in /srv/app/core/pipeline.py")
 
+    classify_many = classify
+
 
 async def test_unexpected_errors_show_no_details_token_or_path(api, tiny_models, tmp_path, caplog):
     settings = bot_settings(api, tiny_models, tmp_path / "r.csv")
