@@ -26,7 +26,8 @@ BLIP's text decoder) gives the cosine similarity of each mode's sentence embeddi
 on a fixed text set; when the real BLIP and RoBERTa are in the Hugging Face cache, their label
 agreement, score difference and caption word overlap with fp32 are measured too.
 
-Run: `python -m bench.bench_models [--quick]` (about 5 minutes on 2 cores; --quick about 2½).
+Run: `python -m bench.bench_models [--quick]` (about 5 minutes on 2 cores; --quick, fp32, bf16
+and int8 only with fewer runs, about 2).
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ CAPTION_TOKENS = 20
 OUR_PHOTO = (800, 600)  # the smallest Telegram size whose shorter side covers 384 px
 LARGEST_PHOTO = (1280, 960)  # what the original app downloaded
 MODES = ("fp32", "bf16", "int8", "int8-decoder")
-# int8-decoder: int8 with BLIP's text decoder quantized too; a bench-only variant that shows
-# what keeping the decoder out of int8 costs (see core/captioner.py).
+QUICK_MODES = ("fp32", "bf16", "int8")  # the figures issue 4's targets need
+# int8-decoder: int8 with BLIP's text decoder quantized too; a bench-only variant (full run
+# only) that shows what keeping the decoder out of int8 costs (see core/captioner.py).
 
 # BLIP base (Salesforce/blip-image-captioning-base config.json).
 BLIP_VISION = dict(
@@ -537,9 +539,13 @@ def table(results: list[dict], fidelity: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer runs (about 2½ minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fp32, bf16, int8, fewer runs (about 2 minutes)"
+    )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument(
+        "--modes", nargs="+", choices=MODES, help="default: all; with --quick: fp32 bf16 int8"
+    )
     parser.add_argument(
         "--real-models",
         nargs=2,
@@ -552,6 +558,8 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    if not args.modes:
+        args.modes = list(QUICK_MODES if args.quick else MODES)
     if "fp32" not in args.modes:
         args.modes.insert(0, "fp32")  # the reference of every ratio
     load = os.getloadavg()[0]
