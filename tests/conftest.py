@@ -12,6 +12,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest
 
+from tests.fake_botapi import FakeBotApi
 from tests.tiny_models import TinyModels, build_tiny_blip, build_tiny_roberta
 
 
@@ -23,3 +24,20 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
         caption=build_tiny_blip(root / "caption"),
         sentiment=build_tiny_roberta(root / "sentiment"),
     )
+
+
+@pytest.fixture
+async def api():
+    """Our Bot API server on 127.0.0.1, for one test."""
+    async with FakeBotApi() as server:
+        yield server
+
+
+@pytest.fixture
+def ann(api):
+    return api.user(1, "Ann")
+
+
+@pytest.fixture
+def bob(api):
+    return api.user(2, "Bob")

@@ -11,10 +11,9 @@ import pytest
 
 from core.pipeline import Pipeline
 from tests.bot_harness import bot_settings, running_bot
-from tests.fake_botapi import FakeBotApi
 from tests.pictures import picture
 
-BOT = "mood_test_bot"
+BOT = "mood_test_bot"  # FakeBotApi's default username
 
 
 def seen(sent: dict) -> str:
@@ -26,12 +25,6 @@ def seen(sent: dict) -> str:
 
 
 @pytest.fixture
-async def api():
-    async with FakeBotApi(bot_username=BOT) as server:
-        yield server
-
-
-@pytest.fixture
 def settings(api, tiny_models, tmp_path):
     return bot_settings(api, tiny_models, tmp_path / "records.csv")
 
@@ -40,16 +33,6 @@ def settings(api, tiny_models, tmp_path):
 async def bot(api, settings):
     async with running_bot(api, settings) as running:
         yield running
-
-
-@pytest.fixture
-def ann(api):
-    return api.user(1, "Ann")
-
-
-@pytest.fixture
-def bob(api):
-    return api.user(2, "Bob")
 
 
 @pytest.fixture

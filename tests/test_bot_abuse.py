@@ -12,12 +12,6 @@ from tests.pictures import picture
 from tests.test_bot import SlowPipeline, seen
 
 
-@pytest.fixture
-async def api():
-    async with FakeBotApi() as server:
-        yield server
-
-
 @pytest.mark.timeout(300)
 async def test_a_flood_of_200_photos_from_one_person_is_slowed_down(api, tiny_models, tmp_path):
     settings = bot_settings(api, tiny_models, tmp_path / "r.csv", RATE_LIMIT_PER_MINUTE="20")

@@ -6,26 +6,14 @@ import pytest
 
 from bot import replies
 from tests.bot_harness import bot_settings, running_bot
-from tests.fake_botapi import FakeBotApi
 from tests.pictures import picture
 from tests.test_bot import seen
-
-
-@pytest.fixture
-async def api():
-    async with FakeBotApi() as server:
-        yield server
 
 
 @pytest.fixture
 async def bot(api, tiny_models, tmp_path):
     async with running_bot(api, bot_settings(api, tiny_models, tmp_path / "r.csv")) as running:
         yield running
-
-
-@pytest.fixture
-def ann(api):
-    return api.user(1, "Ann")
 
 
 async def test_polling_survives_server_errors_on_get_updates(api, bot, ann):

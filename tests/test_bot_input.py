@@ -10,7 +10,6 @@ from telegram import Update
 
 from bot import replies
 from tests.bot_harness import bot_settings, running_bot
-from tests.fake_botapi import FakeBotApi
 from tests.pictures import animated_gif, png_bomb
 from tests.test_bot import seen
 
@@ -18,21 +17,10 @@ _ids = itertools.count(900_000)
 
 
 @pytest.fixture
-async def api():
-    async with FakeBotApi() as server:
-        yield server
-
-
-@pytest.fixture
 async def bot(api, tiny_models, tmp_path):
     settings = bot_settings(api, tiny_models, tmp_path / "r.csv")
     async with running_bot(api, settings, allowed_updates=Update.ALL_TYPES) as running:
         yield running
-
-
-@pytest.fixture
-def ann(api):
-    return api.user(1, "Ann")
 
 
 def raw_message(chat: dict, user: dict, **content) -> dict:

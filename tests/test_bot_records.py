@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import html
 import logging
 import re
 import time
@@ -23,14 +22,10 @@ from core.records import COLUMNS, Record, RecordStore
 from tests.bot_harness import bot_settings, running_bot
 from tests.fake_botapi import FakeBotApi
 from tests.file_faults import directory_in_place_of, read_only
+from tests.test_bot import seen
 from tests.tiny_models import SENTIMENT_LABELS
 
 CHATS, PAIRS = 50, 10
-
-
-def seen(sent: dict) -> str:
-    """What a person sees: the HTML reply without its tags."""
-    return html.unescape(re.sub(r"<[^>]+>", "", sent["text"]))
 
 
 def caption_for(chat_id: int, pair: int) -> str:
@@ -49,12 +44,6 @@ def make_record(text: str) -> Record:
 def read_raw_rows(path: Path) -> list[list[str]]:
     with path.open(newline="", encoding="utf-8") as file:
         return list(csv.reader(file))
-
-
-@pytest.fixture
-async def api():
-    async with FakeBotApi() as server:
-        yield server
 
 
 @pytest.fixture

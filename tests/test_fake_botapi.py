@@ -28,12 +28,6 @@ from telegram.ext import (
 from tests.fake_botapi import FakeBotApi
 
 
-@pytest.fixture
-async def api() -> AsyncIterator[FakeBotApi]:
-    async with FakeBotApi() as server:
-        yield server
-
-
 def build_app(api: FakeBotApi, token: str | None = None) -> Application:
     """An Application configured exactly as the bot does from TELEGRAM_API_BASE_URL."""
     root = api.root_url
