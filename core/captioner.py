@@ -6,8 +6,6 @@ postprocess split written out, batched: one forward pass serves several photos.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 
 import torch
@@ -16,15 +14,14 @@ from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcess
 
 from core import precision as precisions
 from core.config import GenerationSettings
-from core.loading import load_pretrained
+from core.loading import load_model, load_pretrained
 
-log = logging.getLogger(__name__)
-
-# In int8 mode only the vision encoder is quantized. Post-training quantization of BLIP's text
-# decoder is published to lose caption accuracy (OpenVINO's BLIP notebook), and a greedy
-# decoder turns one flipped token into a different caption; the README's "Precision" section
-# has the measured cost and benefit.
-CAPTION_INT8_ONLY = ("vision_model",)
+# Dynamic int8 (int8 mode on a CPU without native bf16) quantizes only the vision encoder.
+# Post-training quantization of BLIP's text decoder is published to lose caption accuracy
+# (OpenVINO's BLIP notebook, which compresses the decoder's weights only), and a greedy decoder
+# turns one flipped token into a different caption. Weight-only int8 (CPUs with bf16) rounds
+# no activations and covers the decoder too; the README's "Precision" section has the figures.
+CAPTION_DYNAMIC_INT8_ONLY = ("vision_model",)
 
 
 class Captioner:
@@ -55,29 +52,17 @@ class Captioner:
     ) -> Captioner:
         """`precision` is a mode of `core.precision` (`auto` included), resolved for `hardware`
         (detected when None): the model runs on its device, in that mode."""
-        started = time.perf_counter()
-        hardware = hardware or precisions.Hardware.detect()
-        mode = precisions.resolve(
-            precision, model=precisions.CAPTION, hardware=hardware, variable="CAPTION_PRECISION"
-        )
         processor = load_pretrained(
             BlipProcessor.from_pretrained, name_or_path, variable="CAPTION_MODEL", token=token
         )
-        model = load_pretrained(
+        model, mode = load_model(
             BlipForConditionalGeneration.from_pretrained,
             name_or_path,
-            variable="CAPTION_MODEL",
+            model=precisions.CAPTION,
             token=token,
-            dtype=precisions.LOAD_DTYPES[mode],
-        )
-        # The text decoder stays out of int8: see CAPTION_INT8_ONLY.
-        model = precisions.apply(model.to(hardware.device), mode, int8_only=CAPTION_INT8_ONLY)
-        log.info(
-            "Caption model %s loaded in %.1f s (%s on %s)",
-            name_or_path,
-            time.perf_counter() - started,
-            mode,
-            hardware.device,
+            precision=precision,
+            hardware=hardware,
+            dynamic_int8_only=CAPTION_DYNAMIC_INT8_ONLY,
         )
         return cls(processor, model, generation, mode)
 

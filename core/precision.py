@@ -3,9 +3,13 @@
 - `fp32`: the original app's; every other mode is measured against it.
 - `bf16`: weights and activations in bfloat16. Fast on CPUs with `avx512_bf16` or AMX and on
   GPUs; elsewhere it is emulated and slower than fp32, so it falls back to fp32 with a log line.
+  On such a CPU the linear layers' weights are also prepacked for oneDNN (same numbers, faster).
 - `fp16`: float16, for GPUs; on a CPU it falls back to fp32 with a log line.
-- `int8`: PyTorch's post-training dynamic quantization of every `nn.Linear`: int8 weights,
-  activations quantized per call. CPU only; on a GPU it falls back to half precision.
+- `int8`: int8 weights, CPU only (on a GPU it falls back to half precision). On a CPU with
+  native bf16 they are weight-only int8: every `nn.Linear` keeps int8 weights with one scale
+  per output channel and computes in bf16, which keeps outputs within bf16's reach (README,
+  "Precision"). Without bf16 it is PyTorch's post-training dynamic quantization: activations
+  are quantized to int8 at each call too, which drifts further from fp32.
 - `auto`: per model and device, the fastest mode whose fidelity the benchmark
   (`python -m bench.bench_models`) has shown; the README's "Precision" section has the numbers.
 
@@ -25,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core import linear_layers
 from core.config import PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -137,34 +142,47 @@ def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "
     return fallback
 
 
-def apply(model: nn.Module, precision: str, *, int8_only: Iterable[str] | None = None) -> nn.Module:
-    """Convert `model` in place to `precision` and return it.
+def apply(
+    model: nn.Module,
+    precision: str,
+    *,
+    hardware: Hardware,
+    dynamic_int8_only: Iterable[str] | None = None,
+) -> nn.Module:
+    """Convert `model` in place to `precision` on `hardware` and return it.
 
-    bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is). int8
-    replaces each `nn.Linear` with a dynamically quantized one; `int8_only` names the
-    submodules to quantize (all of `model` when None). The replaced float layers are dropped
-    as they are swapped, and no fp32 copy stays alive once this returns.
+    bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is); on a CPU,
+    bf16 weights are then prepacked. int8 swaps each `nn.Linear` for an int8 one as the module
+    docstring says; `dynamic_int8_only` names the submodules that dynamic int8 may touch (all
+    of `model` when None). The replaced float layers are dropped as they are swapped, and no
+    fp32 copy stays alive once this returns.
     """
-    if precision == INT8:
-        targets = [model] if int8_only is None else [model.get_submodule(n) for n in int8_only]
-        quantized = {
-            id(layer.weight)
-            for target in targets
-            for layer in target.modules()
-            if isinstance(layer, nn.Linear)
-        }
-        _copy_into_memory(model, skip=quantized)
+    if precision == INT8 and hardware.bf16:
+        linear_layers.replace_linear_layers(model, linear_layers.Int8WeightLinear)
+        model.to(torch.bfloat16)  # new bf16 copies: nothing points into the fp32 file any more
+    elif precision == INT8:
+        targets = (
+            [model]
+            if dynamic_int8_only is None
+            else [model.get_submodule(name) for name in dynamic_int8_only]
+        )
+        _copy_into_memory(model, skip=_linear_weights(targets))
         for target in targets:
             _quantize_linear_layers(target)
     elif precision in (BF16, FP16):
         model.to(LOAD_DTYPES[precision])
+        if precision == BF16 and hardware.device == "cpu" and linear_layers.packing_available():
+            linear_layers.replace_linear_layers(model, linear_layers.PackedLinear)
     elif precision != FP32:
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(MODES)}")
     return model
 
 
 def is_quantized(module: nn.Module) -> bool:
-    return isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
+    """Holds int8 weights, of either kind."""
+    return isinstance(
+        module, (torch.ao.nn.quantized.dynamic.Linear, linear_layers.Int8WeightLinear)
+    )
 
 
 def input_dtype(module: nn.Module) -> torch.dtype:
@@ -184,6 +202,15 @@ def _quantize_linear_layers(module: nn.Module) -> None:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def _linear_weights(modules: Iterable[nn.Module]) -> set[int]:
+    return {
+        id(layer.weight)
+        for module in modules
+        for layer in module.modules()
+        if isinstance(layer, nn.Linear)
+    }
 
 
 def _copy_into_memory(model: nn.Module, *, skip: set[int]) -> None:

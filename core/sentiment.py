@@ -6,8 +6,6 @@ other classes works without code changes.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Sequence
 
 import torch
@@ -20,12 +18,10 @@ from transformers import (
 )
 
 from core import precision as precisions
-from core.loading import load_pretrained
+from core.loading import load_model, load_pretrained
 from core.sentiment_base import Sentiment, preprocess_tweet
 
 __all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
-
-log = logging.getLogger(__name__)
 
 
 class SentimentClassifier:
@@ -54,31 +50,16 @@ class SentimentClassifier:
     ) -> SentimentClassifier:
         """`precision` is a mode of `core.precision` (`auto` included), resolved for `hardware`
         (detected when None): the model runs on its device, in that mode."""
-        started = time.perf_counter()
-        hardware = hardware or precisions.Hardware.detect()
-        mode = precisions.resolve(
-            precision,
-            model=precisions.SENTIMENT,
-            hardware=hardware,
-            variable="SENTIMENT_PRECISION",
-        )
         tokenizer = load_pretrained(
             AutoTokenizer.from_pretrained, name_or_path, variable="SENTIMENT_MODEL", token=token
         )
-        model = load_pretrained(
+        model, mode = load_model(
             AutoModelForSequenceClassification.from_pretrained,
             name_or_path,
-            variable="SENTIMENT_MODEL",
+            model=precisions.SENTIMENT,
             token=token,
-            dtype=precisions.LOAD_DTYPES[mode],
-        )
-        model = precisions.apply(model.to(hardware.device), mode)
-        log.info(
-            "Sentiment model %s loaded in %.1f s (%s on %s)",
-            name_or_path,
-            time.perf_counter() - started,
-            mode,
-            hardware.device,
+            precision=precision,
+            hardware=hardware,
         )
         return cls(tokenizer, model, mode)
 

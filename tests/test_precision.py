@@ -9,6 +9,7 @@ from core.captioner import Captioner
 from core.config import Settings
 from core.errors import ConfigError
 from core.images import load_image
+from core.linear_layers import Int8WeightLinear, PackedLinear, packing_available
 from core.pipeline import Pipeline
 from core.precision import AUTO, BF16, CAPTION, FP16, FP32, INT8, MODES, SENTIMENT, Hardware
 from core.sentiment import SentimentClassifier
@@ -60,18 +61,49 @@ def test_bf16_runs_the_weights_in_bfloat16(tiny_models):
         assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
 
 
-def test_int8_replaces_the_classifiers_linear_layers_with_quantized_ones(tiny_models):
+@pytest.mark.skipif(not packing_available(), reason="this CPU has no native bf16 for oneDNN")
+def test_bf16_on_the_cpu_prepacks_every_linear_layer_and_answers_the_same(tiny_models):
+    plain = SentimentClassifier.from_pretrained(str(tiny_models.sentiment), precision=FP32)
+    plain.model.to(torch.bfloat16)  # what bf16 was before packing
+    packed = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=BF16, hardware=CPU_WITH_BF16
+    )
+    layers = list(packed.model.modules())
+    assert any(isinstance(layer, PackedLinear) for layer in layers)
+    assert not any(type(layer) is nn.Linear for layer in layers)
+    for a, b in zip(plain(TEXTS), packed(TEXTS), strict=True):
+        assert b.label == a.label and b.scores == pytest.approx(a.scores, abs=0.01)
+
+
+def test_int8_on_a_cpu_with_bf16_keeps_int8_weights_everywhere_and_computes_in_bf16(tiny_models):
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption), precision=INT8, hardware=CPU_WITH_BF16
+    )
     classifier = SentimentClassifier.from_pretrained(
         str(tiny_models.sentiment), precision=INT8, hardware=CPU_WITH_BF16
+    )
+    for model in (captioner.model.vision_model, captioner.model.text_decoder, classifier.model):
+        layers = list(model.modules())
+        assert any(isinstance(layer, Int8WeightLinear) for layer in layers)
+        assert not any(type(layer) is nn.Linear for layer in layers)
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert len(captioner(IMAGES)) == 2
+
+
+def test_int8_replaces_the_classifiers_linear_layers_with_quantized_ones(tiny_models):
+    classifier = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=INT8, hardware=CPU_WITHOUT_BF16
     )
     layers = list(classifier.model.modules())
     assert any(precision.is_quantized(layer) for layer in layers)
     assert not any(type(layer) is nn.Linear for layer in layers)
 
 
-def test_int8_quantizes_the_vision_encoder_and_leaves_the_text_decoder_in_fp32(tiny_models):
+def test_dynamic_int8_quantizes_the_vision_encoder_and_leaves_the_text_decoder_in_fp32(
+    tiny_models,
+):
     captioner = Captioner.from_pretrained(
-        str(tiny_models.caption), precision=INT8, hardware=CPU_WITH_BF16
+        str(tiny_models.caption), precision=INT8, hardware=CPU_WITHOUT_BF16
     )
     vision = list(captioner.model.vision_model.modules())
     decoder = list(captioner.model.text_decoder.modules())
@@ -81,20 +113,26 @@ def test_int8_quantizes_the_vision_encoder_and_leaves_the_text_decoder_in_fp32(t
     assert {p.dtype for p in captioner.model.text_decoder.parameters()} == {torch.float32}
 
 
-def test_int8_output_stays_close_to_fp32(tiny_models):
+@pytest.mark.parametrize("hardware", [CPU_WITH_BF16, CPU_WITHOUT_BF16])
+def test_int8_output_stays_close_to_fp32(tiny_models, hardware):
     fp32 = SentimentClassifier.from_pretrained(str(tiny_models.sentiment), precision=FP32)
     int8 = SentimentClassifier.from_pretrained(
-        str(tiny_models.sentiment), precision=INT8, hardware=CPU_WITH_BF16
+        str(tiny_models.sentiment), precision=INT8, hardware=hardware
     )
     for a, b in zip(fp32(TEXTS), int8(TEXTS), strict=True):
         assert b.scores == pytest.approx(a.scores, abs=0.1)
 
 
-def test_apply_converts_in_place():
-    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
-    assert precision.apply(model, INT8) is model
-    assert all(precision.is_quantized(model[i]) for i in (0, 2))
-    assert model(torch.randn(3, 8)).shape == (3, 2)
+@pytest.mark.parametrize(
+    ("hardware", "kind"),
+    [(CPU_WITH_BF16, Int8WeightLinear), (CPU_WITHOUT_BF16, nn.quantized.dynamic.Linear)],
+)
+def test_apply_converts_in_place(hardware, kind):
+    model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2))
+    assert precision.apply(model, INT8, hardware=hardware) is model
+    assert all(isinstance(model[i], kind) for i in (0, 2))
+    inputs = torch.randn(3, 32, dtype=precision.input_dtype(model))
+    assert model(inputs).shape == (3, 2)
 
 
 def test_bf16_without_cpu_support_falls_back_to_fp32_with_a_log_line(tiny_models, caplog):

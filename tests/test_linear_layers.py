@@ -1,0 +1,79 @@
+import pytest
+import torch
+from torch import nn
+
+from core.linear_layers import (
+    Int8WeightLinear,
+    PackedLinear,
+    packing_available,
+    replace_linear_layers,
+)
+
+
+def relative_error(out: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((out.float() - reference.float()).norm() / reference.float().norm())
+
+
+@pytest.fixture
+def linear() -> nn.Linear:
+    torch.manual_seed(0)
+    return nn.Linear(96, 40)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 16, 17, 200])
+@pytest.mark.parametrize("in_features", [96, 40, 37])
+def test_int8_weights_give_the_float_layers_answer_for_any_batch_and_size(rows, in_features):
+    # 1-16 rows take torch's int8 kernel when it fits the size; more, and sizes it does not
+    # fit (40 gave wrong numbers, 37 crashed), take the dequantized weight.
+    torch.manual_seed(rows)
+    layer = nn.Linear(in_features, 24).bfloat16()
+    int8 = Int8WeightLinear(layer).bfloat16()
+    inputs = torch.randn(2, rows, in_features, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        out, reference = int8(inputs), layer(inputs)
+    assert out.shape == (2, rows, 24) and out.dtype == torch.bfloat16
+    assert relative_error(out, reference) < 0.02
+
+
+def test_int8_weights_are_stored_as_int8_with_one_scale_per_output(linear):
+    int8 = Int8WeightLinear(linear)
+    assert int8.weight_int8.dtype == torch.int8 and int8.weight_int8.shape == (40, 96)
+    assert int8.scale.shape == (40,)
+    assert int8.weight_int8.abs().amax(dim=1).eq(127).all()  # each row uses its full range
+    assert not any(p is linear.weight for p in int8.parameters())
+
+
+def test_an_all_zero_output_row_does_not_divide_by_zero(linear):
+    with torch.no_grad():
+        linear.weight[3] = 0
+    out = Int8WeightLinear(linear)(torch.randn(2, 96))
+    assert torch.isfinite(out).all()
+
+
+def test_int8_weights_follow_the_models_float_dtype(linear):
+    int8 = Int8WeightLinear(linear)
+    with torch.inference_mode():
+        assert int8(torch.randn(4, 96)).dtype == torch.float32
+        int8.to(torch.bfloat16)
+        assert int8.weight_int8.dtype == torch.int8  # only float tensors are cast
+        assert int8(torch.randn(4, 96, dtype=torch.bfloat16)).dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(not packing_available(), reason="this CPU has no native bf16 for oneDNN")
+@pytest.mark.parametrize("shape", [(1, 96), (3, 7, 96), (577, 96)])
+def test_a_prepacked_layer_computes_what_the_plain_bf16_layer_computes(linear, shape):
+    linear.bfloat16()
+    packed = PackedLinear(linear)
+    inputs = torch.randn(*shape, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        out, reference = packed(inputs), linear(inputs)
+    assert out.shape == (*shape[:-1], 40)
+    assert relative_error(out, reference) < 0.01
+
+
+def test_every_linear_layer_is_replaced_in_place_and_others_are_left():
+    model = nn.Sequential(nn.Linear(32, 32), nn.GELU(), nn.Sequential(nn.Linear(32, 8)))
+    assert replace_linear_layers(model, Int8WeightLinear) == 2
+    assert isinstance(model[0], Int8WeightLinear) and isinstance(model[2][0], Int8WeightLinear)
+    assert isinstance(model[1], nn.GELU)
+    assert replace_linear_layers(model, Int8WeightLinear) == 0
