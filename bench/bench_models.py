@@ -26,8 +26,8 @@ BLIP's text decoder) gives the cosine similarity of each mode's sentence embeddi
 on a fixed text set; when the real BLIP and RoBERTa are in the Hugging Face cache, their label
 agreement, score difference and caption word overlap with fp32 are measured too.
 
-Run: `python -m bench.bench_models [--quick]` (about 5 minutes on 2 cores; --quick, fp32, bf16
-and int8 only with fewer runs, about 2).
+Run: `python -m bench.bench_models [--quick]` (about 4 minutes on 2 cores; --quick, fp32, bf16
+and int8 only with fewer runs, under 2).
 """
 
 from __future__ import annotations
@@ -552,7 +552,7 @@ def table(results: list[dict], fidelity: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="fp32, bf16, int8, fewer runs (about 2 minutes)"
+        "--quick", action="store_true", help="fp32, bf16, int8, fewer runs (under 2 minutes)"
     )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument(
