@@ -13,6 +13,7 @@ from PIL import Image
 from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcessor
 
 from core import precision as precisions
+from core.caption_decoding import decode_greedily, decodes_plainly
 from core.config import GenerationSettings
 from core.loading import load_model, load_pretrained
 
@@ -39,6 +40,7 @@ class Captioner:
         # Where and in which dtype the vision encoder takes its pixels.
         self._device = next(model.parameters()).device
         self._pixel_dtype = precisions.input_dtype(model.vision_model)
+        self._lean = decodes_plainly(model.text_decoder.generation_config, generation.num_beams)
 
     @classmethod
     def from_pretrained(
@@ -76,9 +78,12 @@ class Captioner:
         return self.processor(images=list(images), return_tensors="pt")
 
     def forward(self, inputs: BatchFeature) -> torch.Tensor:
+        pixel_values = inputs["pixel_values"].to(self._device, self._pixel_dtype)
         with torch.inference_mode():
+            if self._lean:
+                return decode_greedily(self.model, pixel_values, self.generation.max_new_tokens)
             return self.model.generate(
-                pixel_values=inputs["pixel_values"].to(self._device, self._pixel_dtype),
+                pixel_values=pixel_values,
                 max_new_tokens=self.generation.max_new_tokens,
                 num_beams=self.generation.num_beams,
                 do_sample=False,

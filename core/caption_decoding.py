@@ -1,0 +1,119 @@
+"""Stage 2, inside: BLIP's greedy caption decoding, written as one lean loop.
+
+`generate()` spends about a third of each decoding step outside the model's layers: cache
+objects, attention masks, logits processors and stopping criteria, rebuilt at every token.
+This loop calls the very same modules (so every precision of `core.precision` applies) with
+what greedy decoding of one image prompt needs and nothing else:
+
+- the image's cross-attention keys and values are computed once, before the first token;
+- self-attention keys and values go into one buffer allocated up front;
+- attention is PyTorch's fused `scaled_dot_product_attention`. No mask is needed: the prompt
+  is one [DEC] token for every photo, so all rows have the same length, and a step's query
+  is the newest token, which may see every earlier one.
+
+It returns what `generate()` returns (a test holds them token for token): [DEC], then the
+tokens, and [PAD] after a caption's [SEP] while other photos of the batch go on. Anything
+beyond plain greedy decoding (beams, or a checkpoint whose generation config changes the
+scores) goes through `generate()`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional
+from transformers import BlipForConditionalGeneration, GenerationConfig
+
+# Generation settings that make greedy decoding pick other than the highest-scoring token.
+_SCORE_CHANGERS = {
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "sequence_bias": (None,),
+    "exponential_decay_length_penalty": (None,),
+}
+
+
+def decodes_plainly(config: GenerationConfig, num_beams: int) -> bool:
+    """Whether `decode_greedily` gives what `generate()` would with these settings."""
+    return num_beams == 1 and all(
+        getattr(config, name, None) in defaults for name, defaults in _SCORE_CHANGERS.items()
+    )
+
+
+def decode_greedily(
+    model: BlipForConditionalGeneration, pixel_values: torch.Tensor, max_new_tokens: int
+) -> torch.Tensor:
+    """Caption token ids for a batch of preprocessed photos, as `model.generate()` gives them."""
+    image_embeds = model.vision_model(pixel_values=pixel_values)[0]
+    text = model.config.text_config
+    decoder = model.text_decoder
+    embeddings, layers = decoder.bert.embeddings, decoder.bert.encoder.layer
+    heads = text.num_attention_heads
+    batch = image_embeds.shape[0]
+
+    image_keys = [
+        _split_heads(layer.crossattention.self.key(image_embeds), heads) for layer in layers
+    ]
+    image_values = [
+        _split_heads(layer.crossattention.self.value(image_embeds), heads) for layer in layers
+    ]
+    cache_shape = (len(layers), batch, heads, max_new_tokens, text.hidden_size // heads)
+    keys = image_embeds.new_empty(cache_shape)
+    values = image_embeds.new_empty(cache_shape)
+
+    device = image_embeds.device
+    tokens = torch.full((batch, 1), text.bos_token_id, dtype=torch.long, device=device)
+    generated = [tokens]
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    for position in range(max_new_tokens):
+        states = embeddings.LayerNorm(
+            embeddings.word_embeddings(tokens) + embeddings.position_embeddings.weight[position]
+        )
+        seen = slice(0, position + 1)
+        for index, layer in enumerate(layers):
+            attention = layer.attention.self
+            keys[index, :, :, position] = _split_heads(attention.key(states), heads)[:, :, 0]
+            values[index, :, :, position] = _split_heads(attention.value(states), heads)[:, :, 0]
+            context = functional.scaled_dot_product_attention(
+                _split_heads(attention.query(states), heads),
+                keys[index, :, :, seen],
+                values[index, :, :, seen],
+            )
+            states = _add_and_norm(layer.attention.output, context, states)
+            context = functional.scaled_dot_product_attention(
+                _split_heads(layer.crossattention.self.query(states), heads),
+                image_keys[index],
+                image_values[index],
+            )
+            states = _add_and_norm(layer.crossattention.output, context, states)
+            hidden = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(states))
+            states = layer.output.LayerNorm(layer.output.dense(hidden) + states)
+        tokens = decoder.cls(states)[:, -1].argmax(-1, keepdim=True)
+        tokens[finished] = text.pad_token_id
+        generated.append(tokens)
+        finished |= tokens[:, 0] == text.sep_token_id
+        if finished.all():
+            break
+    return torch.cat(generated, dim=1)
+
+
+def _split_heads(states: torch.Tensor, heads: int) -> torch.Tensor:
+    """(batch, tokens, hidden) → (batch, heads, tokens, head size)"""
+    batch, tokens, hidden = states.shape
+    return states.view(batch, tokens, heads, hidden // heads).transpose(1, 2)
+
+
+def _add_and_norm(
+    output: torch.nn.Module, context: torch.Tensor, states: torch.Tensor
+) -> torch.Tensor:
+    """BERT's attention output: merge the heads, project, add the residual, LayerNorm."""
+    batch, heads, tokens, head_size = context.shape
+    merged = context.transpose(1, 2).reshape(batch, tokens, heads * head_size)
+    return output.LayerNorm(output.dense(merged) + states)

@@ -1,0 +1,83 @@
+import pytest
+import torch
+
+from core.caption_decoding import decode_greedily, decodes_plainly
+from core.captioner import Captioner
+from core.config import GenerationSettings
+from core.images import load_image
+from core.precision import BF16, FP32, INT8, Hardware
+from tests.pictures import picture
+
+CPU_WITH_BF16 = Hardware(device="cpu", bf16=True, int8=True)
+CPU_WITHOUT_BF16 = Hardware(device="cpu", bf16=False, int8=True)
+COLOURS = [(255, 0, 0), (0, 0, 255), (10, 200, 90), (250, 250, 250), (0, 0, 0), (120, 60, 30)]
+
+
+def generate(captioner: Captioner, images, **settings) -> torch.Tensor:
+    """What transformers' own generate() makes of the same photos."""
+    pixel_values = captioner.preprocess(images)["pixel_values"].to(captioner._pixel_dtype)
+    with torch.inference_mode():
+        return captioner.model.generate(
+            pixel_values=pixel_values,
+            max_new_tokens=captioner.generation.max_new_tokens,
+            do_sample=False,
+            **settings,
+        )
+
+
+def test_greedy_decoding_matches_generate_token_for_token_across_a_batch(tiny_models):
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption), generation=GenerationSettings(max_new_tokens=12)
+    )
+    images = [load_image(picture((40, 30), colour)) for colour in COLOURS]
+    pixel_values = captioner.preprocess(images)["pixel_values"]
+    with torch.inference_mode():
+        ours = decode_greedily(captioner.model, pixel_values, max_new_tokens=12)
+    expected = generate(captioner, images)
+    assert torch.equal(ours, expected)
+    # The batch really had captions of different lengths, padded after their [SEP].
+    pad = captioner.model.config.text_config.pad_token_id
+    padded_rows = (expected == pad).any(dim=1)
+    assert padded_rows.any() and not padded_rows.all()
+
+
+@pytest.mark.parametrize(
+    ("mode", "hardware"),
+    [(BF16, CPU_WITH_BF16), (INT8, CPU_WITH_BF16), (INT8, CPU_WITHOUT_BF16)],
+)
+def test_each_precision_captions_as_generate_does(tiny_models, mode, hardware):
+    # Rounded modes add in another order than generate() does, so after many tokens a near
+    # tie may tip the other way; the first ten must agree.
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption),
+        generation=GenerationSettings(max_new_tokens=10),
+        precision=mode,
+        hardware=hardware,
+    )
+    images = [load_image(picture((40, 30), colour)) for colour in COLOURS[:3]]
+    expected = generate(captioner, images)
+    assert captioner(images) == captioner.postprocess(expected)
+
+
+def test_beam_search_still_goes_through_generate(tiny_models):
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption), generation=GenerationSettings(num_beams=3)
+    )
+    images = [load_image(picture((40, 30), colour)) for colour in COLOURS[:2]]
+    assert captioner(images) == captioner.postprocess(generate(captioner, images, num_beams=3))
+
+
+def test_a_checkpoint_that_penalises_repeats_is_honoured(tiny_models):
+    captioner = Captioner.from_pretrained(str(tiny_models.caption), precision=FP32)
+    captioner.model.text_decoder.generation_config.repetition_penalty = 5.0
+    captioner = Captioner(captioner.processor, captioner.model, captioner.generation)
+    images = [load_image(picture((40, 30), colour)) for colour in COLOURS[:2]]
+    assert captioner(images) == captioner.postprocess(generate(captioner, images))
+
+
+def test_only_plain_greedy_settings_take_the_lean_loop(tiny_models):
+    config = Captioner.from_pretrained(str(tiny_models.caption)).model.generation_config
+    assert decodes_plainly(config, num_beams=1)
+    assert not decodes_plainly(config, num_beams=2)
+    config.no_repeat_ngram_size = 2
+    assert not decodes_plainly(config, num_beams=1)
