@@ -201,7 +201,10 @@ def _quantize_linear_layers(module: nn.Module) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        # One weight scale per output channel, not one per layer: all-MiniLM-L6-v2 embeddings
+        # keep cosine 0.97 to fp32 against 0.94, at the same speed (README, "Precision").
+        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+        torch.ao.quantization.quantize_dynamic(module, {nn.Linear: qconfig}, inplace=True)
 
 
 def _linear_weights(modules: Iterable[nn.Module]) -> set[int]:

