@@ -9,6 +9,9 @@ others, from any chat, and up to `MAX_BATCH` of them go through the model in one
 classifications likewise, with each other. Each request still gets its own result or its own
 error (`Pipeline.caption_each`, `Pipeline.classify_many`). At 0, each request is one model
 call, exactly as `Pipeline.caption` and `Pipeline.classify` run it.
+
+When the last model call in flight ends, the thread hands the memory that the call freed back
+to the system (`on_idle`), so between bursts the bot's RSS is what the models really hold.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from bot import replies
 from bot.errors import Refusal
 from core.config import Settings
 from core.errors import ModelServiceError
+from core.memory import release_freed_memory
 from core.pipeline import Analysis, Pipeline
 
 log = logging.getLogger(__name__)
@@ -41,11 +45,14 @@ class Inference:
         *,
         batch_window_ms: float = 0,
         max_batch: int = 8,
+        on_idle: Callable[[], object] = release_freed_memory,
     ) -> None:
         self.pipeline = pipeline
         self.max_jobs = max_jobs
         self.jobs = 0
         self._worker = worker or _inference_thread()
+        self._on_idle = on_idle
+        self._calls = 0  # model calls submitted and not yet finished
         self._captions: _Batcher[bytes, str] | None = None
         self._analyses: _Batcher[tuple[str, str, str], Analysis] | None = None
         if batch_window_ms > 0:
@@ -68,6 +75,7 @@ class Inference:
             log.info("Models warmed up in %.1f s", seconds)
         except ModelServiceError as error:
             log.warning("Warm-up skipped, a remote model is not ready yet: %s", error)
+        worker.submit(release_freed_memory).result()
         return cls(
             pipeline,
             settings.limits.max_queued_jobs,
@@ -109,7 +117,15 @@ class Inference:
         self._worker.shutdown(wait=True)
 
     async def _run(self, work: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, work)
+        self._calls += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker, work)
+        finally:
+            self._calls -= 1
+            if self._calls == 0:
+                # After the result has gone out: a caller never waits for this.
+                with contextlib.suppress(RuntimeError):  # the worker has been shut down
+                    self._worker.submit(self._on_idle)
 
 
 class _Batcher(Generic[T, R]):

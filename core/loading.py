@@ -3,8 +3,6 @@ model read in the precision it will run in."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -13,6 +11,7 @@ from typing import TypeVar
 from torch import nn
 
 from core.errors import ModelLoadError
+from core.memory import release_freed_memory
 from core.precision import LOAD_DTYPES, Hardware, apply, resolve
 
 log = logging.getLogger(__name__)
@@ -71,14 +70,3 @@ def load_model(
         hardware.device,
     )
     return loaded, mode
-
-
-def release_freed_memory() -> None:
-    """Hand the heap that loading freed back to the system.
-
-    Converting weights frees a float copy of each layer, and glibc keeps freed heap for reuse:
-    after int8 loading, 0.6 GB that the process would never use again (README, "Precision").
-    Elsewhere than glibc this does nothing.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

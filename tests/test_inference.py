@@ -7,6 +7,7 @@ many model calls the requests became; everything else is the real pipeline.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -193,6 +194,23 @@ async def test_a_model_failure_reaches_every_request_of_its_batch(pipeline):
     finally:
         service.close()
     assert [type(result) for result in results] == [RuntimeError, RuntimeError]
+
+
+async def test_freed_memory_goes_back_once_no_model_call_is_left(pipeline):
+    released_on: list[str] = []  # the thread that released, each time
+
+    def release() -> None:
+        released_on.append(threading.current_thread().name)
+
+    service = Inference(pipeline, 32, batch_window_ms=0, on_idle=release)
+    try:
+        captions = await asyncio.gather(*(service.caption(photo) for photo in PHOTOS[:3]))
+        await service.classify(captions[0], "what a day", IMAGE)
+    finally:
+        service.close()
+    # Three captions in one burst, then one classification: twice idle, on the model thread.
+    assert len(released_on) == 2
+    assert all(name.startswith("inference") for name in released_on)
 
 
 def test_batching_settings():
