@@ -16,6 +16,7 @@ from core import precision as precisions
 from core.caption_decoding import decode_greedily, decodes_plainly
 from core.config import GenerationSettings
 from core.loading import load_model, load_pretrained
+from core.vision_attention import fuse_vision_attention
 
 # Dynamic int8 (int8 mode on a CPU without native bf16) quantizes only the vision encoder.
 # Post-training quantization of BLIP's text decoder is published to lose caption accuracy
@@ -35,6 +36,7 @@ class Captioner:
     ) -> None:
         self.processor = processor
         self.model = model.eval()
+        fuse_vision_attention(model)
         self.generation = generation
         self.precision = precision
         # Where and in which dtype the vision encoder takes its pixels.

@@ -82,14 +82,21 @@ class Int8WeightLinear(nn.Module):
 
 
 def replace_linear_layers(module: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> int:
-    """Swap every `nn.Linear` under `module` for `make(layer)`, in place; how many were swapped.
+    """Swap every plain `nn.Linear` under `module` for `make(layer)`; how many were swapped.
 
     Each old layer is dropped as soon as it is replaced, so its weight can be freed at once.
     """
+    return replace_modules(module, lambda child: type(child) is nn.Linear, make)
+
+
+def replace_modules(
+    module: nn.Module, matches: Callable[[nn.Module], bool], make: Callable[[nn.Module], nn.Module]
+) -> int:
+    """Swap, in place, every submodule that `matches` for `make(submodule)`; how many."""
     swapped = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear:
+            if matches(child):
                 setattr(parent, name, make(child))
                 swapped += 1
     return swapped
