@@ -176,7 +176,7 @@ def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, cap
 
 
 def test_auto_choices_on_the_cpu():
-    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITH_BF16) == INT8
+    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITH_BF16) == BF16
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITH_BF16) == BF16
     assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == FP32
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == INT8
@@ -190,7 +190,7 @@ def test_auto_loads_and_runs(tiny_models):
     captioner = Captioner.from_pretrained(
         str(tiny_models.caption), precision=AUTO, hardware=CPU_WITH_BF16
     )
-    assert captioner.precision == INT8 and all(captioner(IMAGES))
+    assert captioner.precision == BF16 and all(captioner(IMAGES))
 
 
 def test_bf16_support_is_read_from_the_cpu_flags(tmp_path):
