@@ -37,6 +37,7 @@ _SCORE_CHANGERS = {
     "forced_eos_token_id": (None,),
     "sequence_bias": (None,),
     "exponential_decay_length_penalty": (None,),
+    "watermarking_config": (None,),
 }
 
 
