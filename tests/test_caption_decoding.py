@@ -5,12 +5,15 @@ from core.caption_decoding import decode_greedily, decodes_plainly
 from core.captioner import Captioner
 from core.config import GenerationSettings
 from core.images import load_image
-from core.precision import BF16, FP32, INT8, Hardware
+from core.precision import BF16, FP32, INT8
+from tests.hardware import CPU_WITH_BF16, CPU_WITHOUT_BF16
 from tests.pictures import picture
 
-CPU_WITH_BF16 = Hardware(device="cpu", bf16=True, int8=True)
-CPU_WITHOUT_BF16 = Hardware(device="cpu", bf16=False, int8=True)
 COLOURS = [(255, 0, 0), (0, 0, 255), (10, 200, 90), (250, 250, 250), (0, 0, 0), (120, 60, 30)]
+
+
+def photos(count: int) -> list:
+    return [load_image(picture((40, 30), colour)) for colour in COLOURS[:count]]
 
 
 def generate(captioner: Captioner, images, **settings) -> torch.Tensor:
@@ -29,7 +32,7 @@ def test_greedy_decoding_matches_generate_token_for_token_across_a_batch(tiny_mo
     captioner = Captioner.from_pretrained(
         str(tiny_models.caption), generation=GenerationSettings(max_new_tokens=12)
     )
-    images = [load_image(picture((40, 30), colour)) for colour in COLOURS]
+    images = photos(len(COLOURS))
     pixel_values = captioner.preprocess(images)["pixel_values"]
     with torch.inference_mode():
         ours = decode_greedily(captioner.model, pixel_values, max_new_tokens=12)
@@ -54,7 +57,7 @@ def test_each_precision_captions_as_generate_does(tiny_models, mode, hardware):
         precision=mode,
         hardware=hardware,
     )
-    images = [load_image(picture((40, 30), colour)) for colour in COLOURS[:3]]
+    images = photos(3)
     expected = generate(captioner, images)
     assert captioner(images) == captioner.postprocess(expected)
 
@@ -63,7 +66,7 @@ def test_beam_search_still_goes_through_generate(tiny_models):
     captioner = Captioner.from_pretrained(
         str(tiny_models.caption), generation=GenerationSettings(num_beams=3)
     )
-    images = [load_image(picture((40, 30), colour)) for colour in COLOURS[:2]]
+    images = photos(2)
     assert captioner(images) == captioner.postprocess(generate(captioner, images, num_beams=3))
 
 
@@ -71,7 +74,7 @@ def test_a_checkpoint_that_penalises_repeats_is_honoured(tiny_models):
     captioner = Captioner.from_pretrained(str(tiny_models.caption), precision=FP32)
     captioner.model.text_decoder.generation_config.repetition_penalty = 5.0
     captioner = Captioner(captioner.processor, captioner.model, captioner.generation)
-    images = [load_image(picture((40, 30), colour)) for colour in COLOURS[:2]]
+    images = photos(2)
     assert captioner(images) == captioner.postprocess(generate(captioner, images))
 
 

@@ -13,14 +13,9 @@ from core.linear_layers import Int8WeightLinear, PackedLinear, packing_available
 from core.pipeline import Pipeline
 from core.precision import AUTO, BF16, CAPTION, FP16, FP32, INT8, MODES, SENTIMENT, Hardware
 from core.sentiment import SentimentClassifier
+from tests.hardware import CPU_WITH_BF16, CPU_WITHOUT_BF16, GPU, OLD_GPU
 from tests.pictures import picture
 from tests.tiny_models import SENTIMENT_LABELS
-
-# Capabilities are given, not detected, so both sides of every check run on any machine.
-CPU_WITH_BF16 = Hardware(device="cpu", bf16=True, int8=True)
-CPU_WITHOUT_BF16 = Hardware(device="cpu", bf16=False, int8=True)
-GPU = Hardware(device="cuda", bf16=True, fp16=True, int8=False)
-OLD_GPU = Hardware(device="cuda", bf16=False, fp16=True, int8=False)
 
 IMAGES = [load_image(picture((40, 30), colour)) for colour in [(255, 0, 0), (0, 0, 255)]]
 TEXTS = ["sunflowers in a field. I am so happy", "sunflowers in a field", "life is hard"]
