@@ -19,9 +19,18 @@ scores) goes through `generate()`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch.nn import functional
 from transformers import BlipForConditionalGeneration, GenerationConfig
+from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
+
+# One decoding step: the newest tokens, (batch, 1), and their position in; the next tokens out.
+Step = Callable[[torch.Tensor, int], torch.Tensor]
+# The steps for one batch of photos: their vision encoder output and the most tokens to come.
+Steps = Callable[[torch.Tensor, int], Step]
 
 # Generation settings that make greedy decoding pick other than the highest-scoring token.
 _SCORE_CHANGERS = {
@@ -53,50 +62,17 @@ def decode_greedily(
 ) -> torch.Tensor:
     """Caption token ids for a batch of preprocessed photos, as `model.generate()` gives them."""
     image_embeds = model.vision_model(pixel_values=pixel_values)[0]
-    text = model.config.text_config
     decoder = model.text_decoder
-    embeddings, layers = decoder.bert.embeddings, decoder.bert.encoder.layer
-    heads = text.num_attention_heads
-    batch = image_embeds.shape[0]
-
-    image_keys = [
-        _split_heads(layer.crossattention.self.key(image_embeds), heads) for layer in layers
-    ]
-    image_values = [
-        _split_heads(layer.crossattention.self.value(image_embeds), heads) for layer in layers
-    ]
-    cache_shape = (len(layers), batch, heads, max_new_tokens, text.hidden_size // heads)
-    keys = image_embeds.new_empty(cache_shape)
-    values = image_embeds.new_empty(cache_shape)
-
-    device = image_embeds.device
+    # In int8 mode the decoder may be `core.onnx_decoder.OnnxTextDecoder`, with steps of its own.
+    steps: Steps = getattr(decoder, "greedy_steps", None) or partial(_torch_steps, decoder)
+    step = steps(image_embeds, max_new_tokens)
+    text = model.config.text_config
+    batch, device = image_embeds.shape[0], image_embeds.device
     tokens = torch.full((batch, 1), text.bos_token_id, dtype=torch.long, device=device)
     generated = [tokens]
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
     for position in range(max_new_tokens):
-        states = embeddings.LayerNorm(
-            embeddings.word_embeddings(tokens) + embeddings.position_embeddings.weight[position]
-        )
-        seen = slice(0, position + 1)
-        for index, layer in enumerate(layers):
-            attention = layer.attention.self
-            keys[index, :, :, position] = _split_heads(attention.key(states), heads)[:, :, 0]
-            values[index, :, :, position] = _split_heads(attention.value(states), heads)[:, :, 0]
-            context = functional.scaled_dot_product_attention(
-                _split_heads(attention.query(states), heads),
-                keys[index, :, :, seen],
-                values[index, :, :, seen],
-            )
-            states = _add_and_norm(layer.attention.output, context, states)
-            context = functional.scaled_dot_product_attention(
-                _split_heads(layer.crossattention.self.query(states), heads),
-                image_keys[index],
-                image_values[index],
-            )
-            states = _add_and_norm(layer.crossattention.output, context, states)
-            hidden = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(states))
-            states = layer.output.LayerNorm(layer.output.dense(hidden) + states)
-        tokens = decoder.cls(states)[:, -1].argmax(-1, keepdim=True)
+        tokens = step(tokens, position)
         tokens[finished] = text.pad_token_id
         generated.append(tokens)
         finished |= tokens[:, 0] == text.sep_token_id
@@ -105,7 +81,52 @@ def decode_greedily(
     return torch.cat(generated, dim=1)
 
 
-def _split_heads(states: torch.Tensor, heads: int) -> torch.Tensor:
+def _torch_steps(
+    decoder: BlipTextLMHeadModel, image_embeds: torch.Tensor, max_new_tokens: int
+) -> Step:
+    """Steps through transformers' own modules, in whatever precision they were converted to."""
+    text = decoder.config
+    embeddings, layers = decoder.bert.embeddings, decoder.bert.encoder.layer
+    heads = text.num_attention_heads
+    image_keys = [
+        split_heads(layer.crossattention.self.key(image_embeds), heads) for layer in layers
+    ]
+    image_values = [
+        split_heads(layer.crossattention.self.value(image_embeds), heads) for layer in layers
+    ]
+    cache_shape = (len(layers), len(image_embeds), heads, max_new_tokens, text.hidden_size // heads)
+    keys = image_embeds.new_empty(cache_shape)
+    values = image_embeds.new_empty(cache_shape)
+
+    def step(tokens: torch.Tensor, position: int) -> torch.Tensor:
+        states = embeddings.LayerNorm(
+            embeddings.word_embeddings(tokens) + embeddings.position_embeddings.weight[position]
+        )
+        seen = slice(0, position + 1)
+        for index, layer in enumerate(layers):
+            attention = layer.attention.self
+            keys[index, :, :, position] = split_heads(attention.key(states), heads)[:, :, 0]
+            values[index, :, :, position] = split_heads(attention.value(states), heads)[:, :, 0]
+            context = functional.scaled_dot_product_attention(
+                split_heads(attention.query(states), heads),
+                keys[index, :, :, seen],
+                values[index, :, :, seen],
+            )
+            states = _add_and_norm(layer.attention.output, context, states)
+            context = functional.scaled_dot_product_attention(
+                split_heads(layer.crossattention.self.query(states), heads),
+                image_keys[index],
+                image_values[index],
+            )
+            states = _add_and_norm(layer.crossattention.output, context, states)
+            hidden = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(states))
+            states = layer.output.LayerNorm(layer.output.dense(hidden) + states)
+        return decoder.cls(states)[:, -1].argmax(-1, keepdim=True)
+
+    return step
+
+
+def split_heads(states: torch.Tensor, heads: int) -> torch.Tensor:
     """(batch, tokens, hidden) → (batch, heads, tokens, head size)"""
     batch, tokens, hidden = states.shape
     return states.view(batch, tokens, heads, hidden // heads).transpose(1, 2)
