@@ -7,6 +7,7 @@ postprocess split written out, batched: one forward pass serves several photos.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from PIL import Image
@@ -43,6 +44,8 @@ class Captioner:
         self._device = next(model.parameters()).device
         self._pixel_dtype = precisions.input_dtype(model.vision_model)
         self._lean = decodes_plainly(model.text_decoder.generation_config, generation.num_beams)
+        if not self._lean and hasattr(model.text_decoder, "greedy_steps"):
+            raise ValueError("the ONNX Runtime text decoder decodes greedily only (num_beams=1)")
 
     @classmethod
     def from_pretrained(
@@ -67,6 +70,7 @@ class Captioner:
             precision=precision,
             hardware=hardware,
             dynamic_int8_only=CAPTION_DYNAMIC_INT8_ONLY,
+            prepare=partial(_int8_decoder, num_beams=generation.num_beams),
         )
         return cls(processor, model, generation, mode)
 
@@ -99,3 +103,22 @@ class Captioner:
         if not images:
             return []
         return self.postprocess(self.forward(self.preprocess(images)))
+
+
+def _int8_decoder(
+    model: BlipForConditionalGeneration, mode: str, hardware: precisions.Hardware, *, num_beams: int
+) -> None:
+    """In int8 on a CPU with int8 dot products, hand the text decoder to ONNX Runtime.
+
+    `core.onnx_decoder` says why; it covers greedy decoding (the lean loop's case) only.
+    """
+    if not (mode == precisions.INT8 and hardware.device == "cpu" and hardware.int8_dot):
+        return
+    if not decodes_plainly(model.text_decoder.generation_config, num_beams):
+        return
+    from core import onnx_decoder  # imports onnx and onnxruntime: only where they are used
+
+    if onnx_decoder.supports(model.text_decoder):
+        model.text_decoder = onnx_decoder.OnnxTextDecoder(
+            model.text_decoder, threads=torch.get_num_threads()
+        )

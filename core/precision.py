@@ -51,6 +51,8 @@ LOAD_DTYPES = {FP32: torch.float32, BF16: torch.bfloat16, FP16: torch.float16, I
 
 # CPU flags (as /proc/cpuinfo names them) that make bfloat16 matrix products fast.
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# ... and int8 dot products (VNNI), which ONNX Runtime's int8 kernels build on.
+INT8_DOT_CPU_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Hardware:
     bf16: bool = False
     fp16: bool = False
     int8: bool = True
+    int8_dot: bool = False
 
     @classmethod
     def detect(cls, device: str | None = None) -> Hardware:
@@ -79,6 +82,7 @@ class Hardware:
             bf16=not BF16_CPU_FLAGS.isdisjoint(flags),
             fp16=False,
             int8=any(engine in engines for engine in ("x86", "fbgemm", "qnnpack")),
+            int8_dot=not INT8_DOT_CPU_FLAGS.isdisjoint(flags),
         )
 
     def describe(self) -> str:
@@ -94,7 +98,11 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
                 return frozenset(line.partition(":")[2].split())
     except OSError:
         pass
-    checks = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported"}
+    checks = {
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "amx_bf16": "_is_amx_tile_supported",
+        "avx512_vnni": "_is_vnni_supported",
+    }
     return frozenset(
         flag for flag, check in checks.items() if getattr(torch.cpu, check, lambda: False)()
     )

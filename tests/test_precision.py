@@ -197,6 +197,12 @@ def test_bf16_support_is_read_from_the_cpu_flags(tmp_path):
     assert precision.cpu_flags(cpuinfo) == {"fpu", "sse", "avx2", "avx512_bf16"}
 
 
+def test_int8_dot_products_are_read_from_the_cpu_flags():
+    assert Hardware.for_cpu({"avx2", "avx512f", "avx512_vnni"}).int8_dot
+    assert Hardware.for_cpu({"avx2", "avx_vnni"}).int8_dot
+    assert not Hardware.for_cpu({"avx2", "avx512f", "avx512_bf16"}).int8_dot
+
+
 def test_detect_finds_this_machines_device():
     hardware = Hardware.detect()
     assert hardware.device == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,298 @@
+"""Stage 2, inside: BLIP's text decoder as one ONNX Runtime graph with int8 weights.
+
+While a caption is decoded, every step reads all of the decoder's weights once, so a step
+costs what reading them costs. torch 2.13's int8 matrix-vector kernel reads them at about
+10 GB/s on the benchmark's 2-core server; ONNX Runtime's `MatMulNBits` (int8 weights in blocks
+of 32 along the input, each with its own scale; activations rounded to int8 per block of 32
+as they enter, `accuracy_level=4`) reads them at memory speed: one step of the decoder took
+about 13 instead of 20 ms, and a lone photo's caption 0.44 s against 0.60 s in bf16 (README,
+"Precision"). Blocks of 32 keep as close to fp32 as
+torch's weight-only int8 does (the benchmark's all-MiniLM-L6-v2 proxy; README, "Precision").
+
+So in int8 mode, one greedy step of the decoder (its 12 layers, the language-model head and
+the argmax) is one ONNX graph, built here from the model's float weights when it is loaded.
+Two parts stay in torch, in the precision of the rest of the model: the token and position
+embeddings (a lookup) and the image's cross-attention keys and values, computed once per photo
+with 577 rows, where torch's kernels are the faster. The greedy loop around the steps is
+`core.caption_decoding`'s, shared with the torch decoder.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
+
+from core.caption_decoding import Step, split_heads
+
+# Weights are quantized in blocks of this many inputs, each block with its own scale.
+BLOCK_SIZE = 32
+# onnxruntime 1.23 reads ONNX IR versions up to 11; onnx writes its newest by default.
+_IR_VERSION = 10
+_OPSETS = [helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)]
+# transformers' activation names → ONNX `Gelu`'s `approximate`.
+_GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
+
+
+def supports(decoder: nn.Module) -> bool:
+    """Whether `decoder` is a BLIP text decoder this graph reproduces."""
+    return isinstance(decoder, BlipTextLMHeadModel) and decoder.config.hidden_act in _GELU
+
+
+class OnnxTextDecoder(nn.Module):
+    """Stands in for `BlipForConditionalGeneration.text_decoder` in greedy decoding.
+
+    It keeps the torch parts (embeddings, the image's key and value layers) as submodules, so
+    `core.precision` converts them with the rest of the model; every other decoder weight lives
+    in the ONNX Runtime session only.
+    """
+
+    def __init__(self, decoder: BlipTextLMHeadModel, threads: int) -> None:
+        super().__init__()
+        self.config = decoder.config
+        self.generation_config = decoder.generation_config
+        self.embeddings = decoder.bert.embeddings
+        layers = decoder.bert.encoder.layer
+        self.image_keys = nn.ModuleList(layer.crossattention.self.key for layer in layers)
+        self.image_values = nn.ModuleList(layer.crossattention.self.value for layer in layers)
+        self._session = session(build_step(decoder), threads)
+
+    def greedy_steps(self, image_embeds: torch.Tensor, max_new_tokens: int) -> Step:
+        """`core.caption_decoding.Steps`: the caches grow inside the graph, so no length is set."""
+        heads = self.config.num_attention_heads
+        feeds: dict[str, np.ndarray] = {}
+        empty = np.zeros((len(image_embeds), heads, 0, self.config.hidden_size // heads), "f4")
+        for index, (key, value) in enumerate(zip(self.image_keys, self.image_values, strict=True)):
+            feeds[f"image_keys_t.{index}"] = _as_numpy(split_heads(key(image_embeds), heads).mT)
+            feeds[f"image_values.{index}"] = _as_numpy(split_heads(value(image_embeds), heads))
+            feeds[f"past_key.{index}"] = feeds[f"past_value.{index}"] = empty
+        names = [output.name for output in self._session.get_outputs()]
+        embeddings = self.embeddings
+
+        def step(tokens: torch.Tensor, position: int) -> torch.Tensor:
+            states = embeddings.LayerNorm(
+                embeddings.word_embeddings(tokens[:, 0])
+                + embeddings.position_embeddings.weight[position]
+            )
+            feeds["states"] = _as_numpy(states)
+            outputs = dict(zip(names, self._session.run(None, feeds), strict=True))
+            for name, array in outputs.items():
+                if name.startswith("present_"):
+                    feeds[name.replace("present_", "past_")] = array
+            return torch.from_numpy(outputs["next_tokens"]).to(tokens.device)[:, None]
+
+        return step
+
+
+def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSession:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Spinning threads would keep both cores busy between steps and slow torch's next call.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Weights handed over in a file beside the graph are mapped, repacked for the int8 kernel
+    # and let go; handed over in memory, ONNX Runtime keeps them as well: 304 against 170 MiB.
+    with tempfile.TemporaryDirectory(prefix="blip-decoder-") as folder:
+        path = Path(folder) / "step.onnx"
+        onnx.save_model(graph, path, save_as_external_data=True, location="step.weights")
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def build_step(decoder: BlipTextLMHeadModel, block_size: int = BLOCK_SIZE) -> onnx.ModelProto:
+    """One greedy step: embedded newest tokens and both attention caches in; argmax out."""
+    config = decoder.config
+    graph = _Graph(block_size, config.num_attention_heads, config.hidden_size)
+    states = graph.input("states", TensorProto.FLOAT, ["batch", config.hidden_size])
+    for index, layer in enumerate(decoder.bert.encoder.layer):
+        attention = layer.attention.self
+        fused = [attention.query, attention.key, attention.value]
+        query, key, value = graph.split(
+            graph.linear(
+                states,
+                torch.cat([linear.weight for linear in fused]),
+                torch.cat([linear.bias for linear in fused]),
+            ),
+            3,
+        )
+        keys = graph.cache("key", index, graph.heads(key))
+        values = graph.cache("value", index, graph.heads(value))
+        context = graph.attend(
+            graph.heads(query), graph.node("Transpose", keys, perm=[0, 1, 3, 2]), values
+        )
+        states = graph.add_and_norm(context, states, layer.attention.output)
+        image_keys = graph.input(
+            f"image_keys_t.{index}", TensorProto.FLOAT, graph.image_shape(keys=True)
+        )
+        image_values = graph.input(
+            f"image_values.{index}", TensorProto.FLOAT, graph.image_shape(keys=False)
+        )
+        query = graph.heads(graph.module(states, layer.crossattention.self.query))
+        context = graph.attend(query, image_keys, image_values)
+        states = graph.add_and_norm(context, states, layer.crossattention.output)
+        hidden = graph.gelu(graph.module(states, layer.intermediate.dense), config.hidden_act)
+        states = graph.norm(
+            graph.node("Add", graph.module(hidden, layer.output.dense), states),
+            layer.output.LayerNorm,
+        )
+    head = decoder.cls.predictions
+    hidden = graph.gelu(graph.module(states, head.transform.dense), config.hidden_act)
+    hidden = graph.norm(hidden, head.transform.LayerNorm)
+    logits = graph.module(hidden, head.decoder)
+    graph.output(
+        graph.node("ArgMax", logits, axis=-1, keepdims=0), "next_tokens", TensorProto.INT64
+    )
+    return graph.model("blip_text_decoder_step")
+
+
+def linear_graph(linear: nn.Linear, block_size: int = BLOCK_SIZE) -> onnx.ModelProto:
+    """One linear layer as the decoder's graph computes it, input `x`, output `y`: what the
+    benchmark measures this kernel's fidelity with."""
+    graph = _Graph(block_size, 1, linear.in_features)
+    x = graph.input("x", TensorProto.FLOAT, ["rows", linear.in_features])
+    graph.output(graph.module(x, linear), "y", TensorProto.FLOAT, ["rows", linear.out_features])
+    return graph.model("linear")
+
+
+class _Graph:
+    """The handful of ONNX building blocks a BERT-style decoder step needs."""
+
+    def __init__(self, block_size: int, heads: int, hidden_size: int) -> None:
+        self.block_size, self.heads_count, self.hidden_size = block_size, heads, hidden_size
+        self.head_size = hidden_size // heads
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+        self._names = 0
+        self._split_heads = self.constant(np.array([0, heads, self.head_size], "i8"))
+        self._merge_heads = self.constant(np.array([0, hidden_size], "i8"))
+        self._scale = self.constant(np.array(self.head_size**-0.5, "f4"))
+
+    def name(self, kind: str) -> str:
+        self._names += 1
+        return f"{kind}.{self._names}"
+
+    def constant(self, array: np.ndarray) -> str:
+        name = self.name("constant")
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(
+        self, op: str, *inputs: str, outputs: int = 1, **attributes: object
+    ) -> str | list[str]:
+        names = [self.name(op) for _ in range(outputs)]
+        domain = "com.microsoft" if op == "MatMulNBits" else None
+        self.nodes.append(helper.make_node(op, list(inputs), names, domain=domain, **attributes))
+        return names[0] if outputs == 1 else names
+
+    def input(self, name: str, dtype: int, shape: list[str | int]) -> str:
+        self.inputs.append(helper.make_tensor_value_info(name, dtype, shape))
+        return name
+
+    def output(
+        self, value: str, name: str, dtype: int, shape: list[str | int] | None = None
+    ) -> None:
+        self.nodes.append(helper.make_node("Identity", [value], [name]))
+        self.outputs.append(helper.make_tensor_value_info(name, dtype, shape or ["batch"]))
+
+    def linear(self, x: str, weight: torch.Tensor, bias: torch.Tensor | None) -> str:
+        """`x @ weight.T + bias` with the weight in int8 blocks (`MatMulNBits`)."""
+        quantized, scales = quantize_blocks(weight.detach().float(), self.block_size)
+        out_features, in_features = weight.shape
+        y = self.node(
+            "MatMulNBits",
+            x,
+            self.constant(quantized),
+            self.constant(scales),
+            K=in_features,
+            N=out_features,
+            bits=8,
+            block_size=self.block_size,
+            accuracy_level=4,  # int8 products: what makes it fast
+        )
+        if bias is None:
+            return y
+        return self.node("Add", y, self.constant(bias.detach().float().numpy()))
+
+    def module(self, x: str, linear: nn.Linear) -> str:
+        return self.linear(x, linear.weight, linear.bias)
+
+    def norm(self, x: str, layer_norm: nn.LayerNorm) -> str:
+        weight, bias = (
+            self.constant(p.detach().float().numpy()) for p in (layer_norm.weight, layer_norm.bias)
+        )
+        return self.node("LayerNormalization", x, weight, bias, axis=-1, epsilon=layer_norm.eps)
+
+    def gelu(self, x: str, activation: str) -> str:
+        return self.node("Gelu", x, approximate=_GELU[activation])
+
+    def split(self, x: str, parts: int) -> list[str]:
+        return self.node("Split", x, axis=-1, num_outputs=parts, outputs=parts)
+
+    def heads(self, x: str) -> str:
+        """(batch, hidden) → (batch, heads, 1, head size)"""
+        return self.node(
+            "Unsqueeze",
+            self.node("Reshape", x, self._split_heads),
+            self.constant(np.array([2], "i8")),
+        )
+
+    def attend(self, query: str, keys_t: str, values: str) -> str:
+        """Attention of one query per head, then the heads merged back: (batch, hidden)."""
+        scores = self.node("Mul", self.node("MatMul", query, keys_t), self._scale)
+        context = self.node("MatMul", self.node("Softmax", scores, axis=-1), values)
+        return self.node("Reshape", context, self._merge_heads)
+
+    def add_and_norm(self, context: str, states: str, output: nn.Module) -> str:
+        """BERT's attention output: project, add the residual, LayerNorm."""
+        return self.norm(
+            self.node("Add", self.module(context, output.dense), states), output.LayerNorm
+        )
+
+    def cache(self, kind: str, index: int, new: str) -> str:
+        """The layer's self-attention keys or values so far, this step's appended."""
+        shape = ["batch", self.heads_count, "past", self.head_size]
+        past = self.input(f"past_{kind}.{index}", TensorProto.FLOAT, shape)
+        present = self.node("Concat", past, new, axis=2)
+        self.output(
+            present, f"present_{kind}.{index}", TensorProto.FLOAT, [*shape[:2], "total", shape[3]]
+        )
+        return present
+
+    def image_shape(self, *, keys: bool) -> list[str | int]:
+        """Image keys come transposed, ready to multiply: (batch, heads, head size, image)."""
+        tail = [self.head_size, "image"] if keys else ["image", self.head_size]
+        return ["batch", self.heads_count, *tail]
+
+    def model(self, name: str) -> onnx.ModelProto:
+        graph = helper.make_graph(self.nodes, name, self.inputs, self.outputs, self.initializers)
+        model = helper.make_model(graph, opset_imports=_OPSETS)
+        model.ir_version = _IR_VERSION
+        return model
+
+
+def quantize_blocks(weight: torch.Tensor, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`MatMulNBits`' 8-bit layout: symmetric int8 per block, stored +128 as uint8.
+
+    Returns (out_features, blocks, block_size) uint8 and one float32 scale per block; a last,
+    partial block is padded with zeros.
+    """
+    out_features, in_features = weight.shape
+    blocks = -(-in_features // block_size)
+    padded = torch.zeros(out_features, blocks * block_size)
+    padded[:, :in_features] = weight
+    padded = padded.view(out_features, blocks, block_size)
+    scales = padded.abs().amax(dim=-1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+    quantized = torch.round(padded / scales[..., None]).clamp(-127, 127) + 128
+    return quantized.to(torch.uint8).numpy(), scales.reshape(-1).numpy()
+
+
+def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().to("cpu", torch.float32).contiguous().numpy()
