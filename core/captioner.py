@@ -70,7 +70,7 @@ class Captioner:
             precision=precision,
             hardware=hardware,
             dynamic_int8_only=CAPTION_DYNAMIC_INT8_ONLY,
-            prepare=partial(_int8_decoder, num_beams=generation.num_beams),
+            prepare=partial(_onnx_decoder, num_beams=generation.num_beams),
         )
         return cls(processor, model, generation, mode)
 
@@ -105,14 +105,16 @@ class Captioner:
         return self.postprocess(self.forward(self.preprocess(images)))
 
 
-def _int8_decoder(
+def _onnx_decoder(
     model: BlipForConditionalGeneration, mode: str, hardware: precisions.Hardware, *, num_beams: int
 ) -> None:
-    """In int8 on a CPU with int8 dot products, hand the text decoder to ONNX Runtime.
+    """Where the decoder runs in int8 on a CPU with VNNI, hand it to ONNX Runtime.
 
-    `core.onnx_decoder` says why; it covers greedy decoding (the lean loop's case) only.
+    `core.onnx_decoder` says why; it covers greedy decoding (the lean loop's case) only, and
+    elsewhere the decoder stays in torch, in the precision of the rest.
     """
-    if not (mode == precisions.INT8 and hardware.device == "cpu" and hardware.int8_dot):
+    int8_decoder = mode in (precisions.INT8, precisions.BF16_INT8_DECODER)
+    if not (int8_decoder and hardware.device == "cpu" and hardware.int8_dot):
         return
     if not decodes_plainly(model.text_decoder.generation_config, num_beams):
         return

@@ -10,6 +10,9 @@
   per output channel and computes in bf16, which keeps outputs within bf16's reach (README,
   "Precision"). Without bf16 it is PyTorch's post-training dynamic quantization: activations
   are quantized to int8 at each call too, which drifts further from fp32.
+- `bf16+int8-decoder`: the captioner in bf16 but for its text decoder, which runs in int8 in
+  ONNX Runtime (`core.onnx_decoder`); what `auto` picks for it on a CPU with native bf16 and
+  VNNI. Not a setting of its own.
 - `auto`: per model and device, the fastest mode whose fidelity the benchmark
   (`python -m bench.bench_models`) has shown; the README's "Precision" section has the numbers.
 
@@ -38,8 +41,9 @@ FP32 = "fp32"
 BF16 = "bf16"
 FP16 = "fp16"
 INT8 = "int8"
+BF16_INT8_DECODER = "bf16+int8-decoder"
 AUTO = "auto"
-MODES = (FP32, BF16, FP16, INT8)
+MODES = (FP32, BF16, FP16, INT8, BF16_INT8_DECODER)
 CHOICES = PRECISIONS  # what the settings accept: the modes and auto
 
 # The two models, for `auto`.
@@ -47,7 +51,13 @@ CAPTION = "caption"
 SENTIMENT = "sentiment"
 
 # What the weights are loaded as: int8 quantizes a float32 model.
-LOAD_DTYPES = {FP32: torch.float32, BF16: torch.bfloat16, FP16: torch.float16, INT8: torch.float32}
+LOAD_DTYPES = {
+    FP32: torch.float32,
+    BF16: torch.bfloat16,
+    FP16: torch.float16,
+    INT8: torch.float32,
+    BF16_INT8_DECODER: torch.float32,
+}
 
 # CPU flags (as /proc/cpuinfo names them) that make bfloat16 matrix products fast.
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -109,20 +119,22 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 
 
 # `auto`, per device and model: the fastest mode whose fidelity the benchmark has shown
-# (README, "Precision"). On a CPU with native bf16, bf16 and weight-only int8 both stay close
-# to fp32 (all-MiniLM-L6-v2 embeddings: cosine 0.9999 and 0.999). bf16 is the closer, and the
-# faster wherever the bot is busy: side by side, eight photos at once went at 4.9 photos/s in
-# bf16 against 3.5 in int8 (torch's int8 kernel slows with each row), and three texts took
-# 23 against 43 ms; int8 wins only a lone photo's caption, by 8% (0.54 against 0.60 s). So
-# bf16 for both; int8 remains the smallest footprint. Without native bf16, int8 is dynamic
-# quantization and is kept to the sentiment model (a label is robust to its drift; dynamic
-# int8 RoBERTa keeps its accuracy in published results); the captioner stays in fp32, as
-# greedy decoding turns small drifts into other words.
+# (README, "Precision"). On a CPU with native bf16, bf16 stays closest to fp32
+# (all-MiniLM-L6-v2 embeddings: cosine 0.99996; the int8 decoder's kernel 0.9996, weight-only
+# int8 0.9994). Where the CPU also has VNNI, the captioner's text decoder runs in int8 in ONNX
+# Runtime, the rest in bf16: a lone photo's caption takes 0.43 against 0.54 s in bf16, and
+# eight at once go as fast as in bf16. int8 throughout is as fast for one photo but slower
+# when the bot is busy (its vision encoder converts int8 weights at each call): 2.9 against
+# 4.6 photos/s with eight at once, and three texts take 50 against 26 ms. So int8 remains the
+# smallest footprint, not the default. Without native bf16, int8 is dynamic quantization and
+# is kept to the sentiment model (a label is robust to its drift; dynamic int8 RoBERTa keeps
+# its accuracy in published results); the captioner stays in fp32, as greedy decoding turns
+# small drifts into other words.
 def _auto(model: str, hardware: Hardware) -> str:
     if hardware.device != "cpu":
         return BF16 if hardware.bf16 else FP16
     if hardware.bf16:
-        return BF16
+        return BF16_INT8_DECODER if model == CAPTION and hardware.int8_dot else BF16
     return INT8 if model == SENTIMENT else FP32
 
 
@@ -131,7 +143,7 @@ def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "
 
     `variable` names the setting in the log line, so an operator knows what to change.
     """
-    if requested not in CHOICES:
+    if requested not in (*MODES, AUTO):
         raise ValueError(f"unknown precision {requested!r}; use one of {', '.join(CHOICES)}")
     setting = f"{variable}={requested}" if variable else requested
     if requested == AUTO:
@@ -145,6 +157,9 @@ def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "
     elif requested == FP16 and not hardware.fp16:
         fallback = FP32
         why = "float16 is for GPUs, and this device has none"
+    elif requested == BF16_INT8_DECODER and not (hardware.bf16 and hardware.int8_dot):
+        fallback = BF16 if hardware.bf16 else FP16 if hardware.fp16 else FP32
+        why = "its int8 decoder needs a CPU with native bf16 and VNNI"
     elif requested == INT8 and not hardware.int8:
         fallback = (BF16 if hardware.bf16 else FP16) if hardware.fp16 else FP32
         why = "dynamic int8 quantization runs on CPUs only"
@@ -164,10 +179,11 @@ def apply(
     """Convert `model` in place to `precision` on `hardware` and return it.
 
     bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is); on a CPU,
-    bf16 weights are then prepacked. int8 swaps each `nn.Linear` for an int8 one as the module
-    docstring says; `dynamic_int8_only` names the submodules that dynamic int8 may touch (all
-    of `model` when None). The replaced float layers are dropped as they are swapped, and no
-    fp32 copy stays alive once this returns.
+    bf16 weights are then prepacked. bf16+int8-decoder does what bf16 does: its decoder has
+    been handed to ONNX Runtime by then (`core.captioner`). int8 swaps each `nn.Linear` for an
+    int8 one as the module docstring says; `dynamic_int8_only` names the submodules that
+    dynamic int8 may touch (all of `model` when None). The replaced float layers are dropped
+    as they are swapped, and no fp32 copy stays alive once this returns.
     """
     if precision == INT8 and hardware.bf16:
         linear_layers.replace_linear_layers(model, linear_layers.Int8WeightLinear)
@@ -181,9 +197,9 @@ def apply(
         _copy_into_memory(model, skip=_linear_weights(targets))
         for target in targets:
             _quantize_linear_layers(target)
-    elif precision in (BF16, FP16):
-        model.to(LOAD_DTYPES[precision])
-        if precision == BF16 and hardware.device == "cpu" and linear_layers.packing_available():
+    elif precision in (BF16, FP16, BF16_INT8_DECODER):
+        model.to(torch.float16 if precision == FP16 else torch.bfloat16)
+        if precision != FP16 and hardware.device == "cpu" and linear_layers.packing_available():
             linear_layers.replace_linear_layers(model, linear_layers.PackedLinear)
     elif precision != FP32:
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(MODES)}")

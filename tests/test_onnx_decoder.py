@@ -6,7 +6,7 @@ from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextL
 from core.captioner import Captioner
 from core.config import GenerationSettings
 from core.onnx_decoder import OnnxTextDecoder, quantize_blocks
-from core.precision import INT8
+from core.precision import AUTO, BF16_INT8_DECODER, INT8
 from tests.hardware import CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITH_VNNI_ONLY
 from tests.test_caption_decoding import COLOURS, photos
 
@@ -68,3 +68,23 @@ def test_weights_are_rounded_per_block_within_half_a_step():
     restored = (quantized.reshape(5, 96).astype(np.float32) - 128) * steps
     assert np.all(np.abs(restored[:, :70] - weight.numpy()) <= steps[:, :70] / 2 + 1e-7)
     assert np.all(quantized.reshape(5, 96)[:, 70:] == 128)  # the padding is zero
+
+
+def test_auto_runs_the_decoder_in_int8_and_the_rest_of_the_captioner_in_bf16(tiny_models):
+    # bf16 rounds the photo's features, so after many words a near tie may tip the other way;
+    # the first eight must agree with fp32.
+    settings = GenerationSettings(max_new_tokens=8)
+    fp32 = Captioner.from_pretrained(str(tiny_models.caption), generation=settings)
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption),
+        generation=settings,
+        precision=AUTO,
+        hardware=CPU_WITH_BF16_AND_VNNI,
+    )
+    assert captioner.precision == BF16_INT8_DECODER
+    assert isinstance(captioner.model.text_decoder, OnnxTextDecoder)
+    assert {p.dtype for p in captioner.model.parameters() if p.is_floating_point()} == {
+        torch.bfloat16
+    }
+    images = photos(len(COLOURS))
+    assert captioner(images) == fp32(images)

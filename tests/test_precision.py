@@ -11,9 +11,27 @@ from core.errors import ConfigError
 from core.images import load_image
 from core.linear_layers import Int8WeightLinear, PackedLinear, packing_available
 from core.pipeline import Pipeline
-from core.precision import AUTO, BF16, CAPTION, FP16, FP32, INT8, MODES, SENTIMENT, Hardware
+from core.precision import (
+    AUTO,
+    BF16,
+    BF16_INT8_DECODER,
+    CAPTION,
+    FP16,
+    FP32,
+    INT8,
+    MODES,
+    SENTIMENT,
+    Hardware,
+)
 from core.sentiment import SentimentClassifier
-from tests.hardware import CPU_WITH_BF16, CPU_WITHOUT_BF16, GPU, OLD_GPU
+from tests.hardware import (
+    CPU_WITH_BF16,
+    CPU_WITH_BF16_AND_VNNI,
+    CPU_WITH_VNNI_ONLY,
+    CPU_WITHOUT_BF16,
+    GPU,
+    OLD_GPU,
+)
 from tests.pictures import picture
 from tests.tiny_models import SENTIMENT_LABELS
 
@@ -154,13 +172,19 @@ def test_bf16_without_cpu_support_falls_back_to_fp32_with_a_log_line(tiny_models
         (BF16, OLD_GPU, FP16),
         (FP16, GPU, FP16),
         (FP32, GPU, FP32),
+        (BF16_INT8_DECODER, CPU_WITH_BF16_AND_VNNI, BF16_INT8_DECODER),
+        (BF16_INT8_DECODER, CPU_WITH_BF16, BF16),
+        (BF16_INT8_DECODER, CPU_WITH_VNNI_ONLY, FP32),
+        (BF16_INT8_DECODER, GPU, BF16),
     ],
 )
 def test_a_mode_the_hardware_runs_badly_is_replaced(requested, hardware, expected):
     assert precision.resolve(requested, model=CAPTION, hardware=hardware) == expected
 
 
-@pytest.mark.parametrize("hardware", [CPU_WITH_BF16, CPU_WITHOUT_BF16, GPU, OLD_GPU])
+@pytest.mark.parametrize(
+    "hardware", [CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITHOUT_BF16, GPU, OLD_GPU]
+)
 @pytest.mark.parametrize("model", [CAPTION, SENTIMENT])
 def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, caplog):
     with caplog.at_level(logging.INFO, logger="core.precision"):
@@ -173,6 +197,9 @@ def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, cap
 def test_auto_choices_on_the_cpu():
     assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITH_BF16) == BF16
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITH_BF16) == BF16
+    vnni = CPU_WITH_BF16_AND_VNNI
+    assert precision.resolve(AUTO, model=CAPTION, hardware=vnni) == BF16_INT8_DECODER
+    assert precision.resolve(AUTO, model=SENTIMENT, hardware=vnni) == BF16
     assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == FP32
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == INT8
 
