@@ -3,11 +3,10 @@
 While a caption is decoded, every step reads all of the decoder's weights once, so a step
 costs what reading them costs. torch 2.13's int8 matrix-vector kernel reads them at about
 10 GB/s on the benchmark's 2-core server; ONNX Runtime's `MatMulNBits` (int8 weights in blocks
-of 32 along the input, each with its own scale; activations rounded to int8 per block of 32
-as they enter, `accuracy_level=4`) reads them at memory speed: one step of the decoder took
-about 13 instead of 20 ms, and a lone photo's caption 0.44 s against 0.60 s in bf16 (README,
-"Precision"). Blocks of 32 keep as close to fp32 as
-torch's weight-only int8 does (the benchmark's all-MiniLM-L6-v2 proxy; README, "Precision").
+of 64 along the input, each with its own scale; activations rounded to int8 per block of 64
+as they enter, `accuracy_level=4`) reads them at memory speed: one step of the decoder takes
+10–12 instead of 20 ms (README, "Precision"). On the benchmark's all-MiniLM-L6-v2 proxy this
+kernel keeps as close to fp32 as torch's weight-only int8 does.
 
 So in int8 mode, one greedy step of the decoder (its 12 layers, the language-model head and
 the argmax) is one ONNX graph, built here from the model's float weights when it is loaded.
@@ -32,13 +31,16 @@ from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
 
 from core.caption_decoding import Step, split_heads
 
-# Weights are quantized in blocks of this many inputs, each block with its own scale.
-BLOCK_SIZE = 32
+# Weights are quantized in blocks of this many inputs, each block with its own scale. Blocks of
+# 32 kept a little closer to fp32 on the benchmark's proxy (cosine 0.9996 against 0.9994, the
+# figure of torch's weight-only int8) but took 23 MiB more and were 2–5% slower.
+BLOCK_SIZE = 64
 # onnxruntime 1.23 reads ONNX IR versions up to 11; onnx writes its newest by default.
 _IR_VERSION = 10
 _OPSETS = [helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)]
 # transformers' activation names → ONNX `Gelu`'s `approximate`.
 _GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
+_MICROSOFT_OPS = {"MatMulNBits", "SkipLayerNormalization"}
 
 
 def supports(decoder: nn.Module) -> bool:
@@ -68,11 +70,13 @@ class OnnxTextDecoder(nn.Module):
         """`core.caption_decoding.Steps`: the caches grow inside the graph, so no length is set."""
         heads = self.config.num_attention_heads
         feeds: dict[str, np.ndarray] = {}
-        empty = np.zeros((len(image_embeds), heads, 0, self.config.hidden_size // heads), "f4")
+        head_size = self.config.hidden_size // heads
+        empty_keys = np.zeros((len(image_embeds), heads, head_size, 0), "f4")
+        empty_values = np.zeros((len(image_embeds), heads, 0, head_size), "f4")
         for index, (key, value) in enumerate(zip(self.image_keys, self.image_values, strict=True)):
             feeds[f"image_keys_t.{index}"] = _as_numpy(split_heads(key(image_embeds), heads).mT)
             feeds[f"image_values.{index}"] = _as_numpy(split_heads(value(image_embeds), heads))
-            feeds[f"past_key.{index}"] = feeds[f"past_value.{index}"] = empty
+            feeds[f"past_key.{index}"], feeds[f"past_value.{index}"] = empty_keys, empty_values
         names = [output.name for output in self._session.get_outputs()]
         embeddings = self.embeddings
 
@@ -98,8 +102,9 @@ def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessio
     # Plain malloc, not ONNX Runtime's arena: what a batch needed goes back to the system with
     # the rest when the inference thread goes idle (`core.memory`), 32 MiB after 8 photos.
     options.enable_cpu_mem_arena = False
-    # Spinning threads would keep both cores busy between steps and slow torch's next call.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Threads spin between the graph's nodes rather than sleep: 10–12 instead of 13–14 ms a
+    # step. Classification in torch right after a caption was no slower (18–24 ms either way).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     # Weights handed over in a file beside the graph are mapped, repacked for the int8 kernel
     # and let go; handed over in memory, ONNX Runtime keeps them as well: 304 against 170 MiB.
     with tempfile.TemporaryDirectory(prefix="blip-decoder-") as folder:
@@ -115,20 +120,20 @@ def build_step(decoder: BlipTextLMHeadModel, block_size: int = BLOCK_SIZE) -> on
     states = graph.input("states", TensorProto.FLOAT, ["batch", config.hidden_size])
     for index, layer in enumerate(decoder.bert.encoder.layer):
         attention = layer.attention.self
+        # Queries come scaled by head size ** -0.5, as attention scores need them.
+        scale = torch.tensor([graph.scale, 1.0, 1.0]).repeat_interleave(config.hidden_size)
         fused = [attention.query, attention.key, attention.value]
         query, key, value = graph.split(
             graph.linear(
                 states,
-                torch.cat([linear.weight for linear in fused]),
-                torch.cat([linear.bias for linear in fused]),
+                torch.cat([linear.weight for linear in fused]) * scale[:, None],
+                torch.cat([linear.bias for linear in fused]) * scale,
             ),
             3,
         )
-        keys = graph.cache("key", index, graph.heads(key))
+        keys_t = graph.cache("key", index, graph.heads(key, transposed=True))
         values = graph.cache("value", index, graph.heads(value))
-        context = graph.attend(
-            graph.heads(query), graph.node("Transpose", keys, perm=[0, 1, 3, 2]), values
-        )
+        context = graph.attend(graph.heads(query), keys_t, values)
         states = graph.add_and_norm(context, states, layer.attention.output)
         image_keys = graph.input(
             f"image_keys_t.{index}", TensorProto.FLOAT, graph.image_shape(keys=True)
@@ -136,14 +141,14 @@ def build_step(decoder: BlipTextLMHeadModel, block_size: int = BLOCK_SIZE) -> on
         image_values = graph.input(
             f"image_values.{index}", TensorProto.FLOAT, graph.image_shape(keys=False)
         )
-        query = graph.heads(graph.module(states, layer.crossattention.self.query))
+        cross = layer.crossattention.self.query
+        query = graph.heads(
+            graph.linear(states, cross.weight * graph.scale, cross.bias * graph.scale)
+        )
         context = graph.attend(query, image_keys, image_values)
         states = graph.add_and_norm(context, states, layer.crossattention.output)
         hidden = graph.gelu(graph.module(states, layer.intermediate.dense), config.hidden_act)
-        states = graph.norm(
-            graph.node("Add", graph.module(hidden, layer.output.dense), states),
-            layer.output.LayerNorm,
-        )
+        states = graph.add_and_norm(hidden, states, layer.output)
     head = decoder.cls.predictions
     hidden = graph.gelu(graph.module(states, head.transform.dense), config.hidden_act)
     hidden = graph.norm(hidden, head.transform.LayerNorm)
@@ -174,9 +179,10 @@ class _Graph:
         self.inputs: list[onnx.ValueInfoProto] = []
         self.outputs: list[onnx.ValueInfoProto] = []
         self._names = 0
-        self._split_heads = self.constant(np.array([0, heads, self.head_size], "i8"))
+        self.scale = self.head_size**-0.5
+        self._split_heads = self.constant(np.array([0, heads, 1, self.head_size], "i8"))
+        self._split_heads_t = self.constant(np.array([0, heads, self.head_size, 1], "i8"))
         self._merge_heads = self.constant(np.array([0, hidden_size], "i8"))
-        self._scale = self.constant(np.array(self.head_size**-0.5, "f4"))
 
     def name(self, kind: str) -> str:
         self._names += 1
@@ -191,7 +197,7 @@ class _Graph:
         self, op: str, *inputs: str, outputs: int = 1, **attributes: object
     ) -> str | list[str]:
         names = [self.name(op) for _ in range(outputs)]
-        domain = "com.microsoft" if op == "MatMulNBits" else None
+        domain = "com.microsoft" if op in _MICROSOFT_OPS else None
         self.nodes.append(helper.make_node(op, list(inputs), names, domain=domain, **attributes))
         return names[0] if outputs == 1 else names
 
@@ -209,20 +215,19 @@ class _Graph:
         """`x @ weight.T + bias` with the weight in int8 blocks (`MatMulNBits`)."""
         quantized, scales = quantize_blocks(weight.detach().float(), self.block_size)
         out_features, in_features = weight.shape
-        y = self.node(
+        optional = [] if bias is None else ["", "", self.constant(bias.detach().float().numpy())]
+        return self.node(
             "MatMulNBits",
             x,
             self.constant(quantized),
             self.constant(scales),
+            *optional,  # no zero points (128 is implied), no reordering, then the bias
             K=in_features,
             N=out_features,
             bits=8,
             block_size=self.block_size,
             accuracy_level=4,  # int8 products: what makes it fast
         )
-        if bias is None:
-            return y
-        return self.node("Add", y, self.constant(bias.detach().float().numpy()))
 
     def module(self, x: str, linear: nn.Linear) -> str:
         return self.linear(x, linear.weight, linear.bias)
@@ -239,34 +244,39 @@ class _Graph:
     def split(self, x: str, parts: int) -> list[str]:
         return self.node("Split", x, axis=-1, num_outputs=parts, outputs=parts)
 
-    def heads(self, x: str) -> str:
-        """(batch, hidden) → (batch, heads, 1, head size)"""
-        return self.node(
-            "Unsqueeze",
-            self.node("Reshape", x, self._split_heads),
-            self.constant(np.array([2], "i8")),
-        )
+    def heads(self, x: str, *, transposed: bool = False) -> str:
+        """(batch, hidden) → (batch, heads, 1, head size), or (…, head size, 1) transposed"""
+        return self.node("Reshape", x, self._split_heads_t if transposed else self._split_heads)
 
     def attend(self, query: str, keys_t: str, values: str) -> str:
-        """Attention of one query per head, then the heads merged back: (batch, hidden)."""
-        scores = self.node("Mul", self.node("MatMul", query, keys_t), self._scale)
+        """Attention of one (scaled) query per head, the heads merged back: (batch, hidden)."""
+        scores = self.node("MatMul", query, keys_t)
         context = self.node("MatMul", self.node("Softmax", scores, axis=-1), values)
         return self.node("Reshape", context, self._merge_heads)
 
-    def add_and_norm(self, context: str, states: str, output: nn.Module) -> str:
-        """BERT's attention output: project, add the residual, LayerNorm."""
-        return self.norm(
-            self.node("Add", self.module(context, output.dense), states), output.LayerNorm
+    def add_and_norm(self, x: str, states: str, output: nn.Module) -> str:
+        """BERT's output of a block: project, add the residual, LayerNorm, in two nodes."""
+        norm = output.LayerNorm
+        weight, bias = (self.constant(p.detach().float().numpy()) for p in (norm.weight, norm.bias))
+        return self.node(
+            "SkipLayerNormalization",
+            self.module(x, output.dense),
+            states,
+            weight,
+            bias,
+            epsilon=norm.eps,
         )
 
     def cache(self, kind: str, index: int, new: str) -> str:
-        """The layer's self-attention keys or values so far, this step's appended."""
-        shape = ["batch", self.heads_count, "past", self.head_size]
+        """The layer's self-attention keys or values so far, this step's appended. Keys are
+        kept transposed, (batch, heads, head size, tokens), ready to multiply."""
+        axis = 3 if kind == "key" else 2
+        shape: list[str | int] = ["batch", self.heads_count, self.head_size, self.head_size]
+        shape[axis] = "past"
         past = self.input(f"past_{kind}.{index}", TensorProto.FLOAT, shape)
-        present = self.node("Concat", past, new, axis=2)
-        self.output(
-            present, f"present_{kind}.{index}", TensorProto.FLOAT, [*shape[:2], "total", shape[3]]
-        )
+        present = self.node("Concat", past, new, axis=axis)
+        shape[axis] = "total"
+        self.output(present, f"present_{kind}.{index}", TensorProto.FLOAT, shape)
         return present
 
     def image_shape(self, *, keys: bool) -> list[str | int]:
