@@ -120,16 +120,15 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 
 # `auto`, per device and model: the fastest mode whose fidelity the benchmark has shown
 # (README, "Precision"). On a CPU with native bf16, bf16 stays closest to fp32
-# (all-MiniLM-L6-v2 embeddings: cosine 0.99996; the int8 decoder's kernel 0.9996, weight-only
-# int8 0.9994). Where the CPU also has VNNI, the captioner's text decoder runs in int8 in ONNX
-# Runtime, the rest in bf16: a lone photo's caption takes 0.43 against 0.54 s in bf16, and
-# eight at once go as fast as in bf16. int8 throughout is as fast for one photo but slower
-# when the bot is busy (its vision encoder converts int8 weights at each call): 2.9 against
-# 4.6 photos/s with eight at once, and three texts take 50 against 26 ms. So int8 remains the
-# smallest footprint, not the default. Without native bf16, int8 is dynamic quantization and
-# is kept to the sentiment model (a label is robust to its drift; dynamic int8 RoBERTa keeps
-# its accuracy in published results); the captioner stays in fp32, as greedy decoding turns
-# small drifts into other words.
+# (all-MiniLM-L6-v2 embeddings: cosine 0.99996; weight-only int8 and the int8 decoder's kernel
+# both 0.9994). Where the CPU also has VNNI, the captioner's text decoder runs in int8 in ONNX
+# Runtime, the rest in bf16: a lone photo's caption took 0.34 against 0.54 s in bf16, and
+# eight at once went about as fast (5.1 against 4.9 photos/s). int8 throughout is slower when
+# the bot is busy (its vision encoder converts int8 weights at each call; three texts take 41
+# against 20 ms), so it remains the smallest footprint, not the default. Without native bf16,
+# int8 is dynamic quantization and is kept to the sentiment model (a label is robust to its
+# drift; dynamic int8 RoBERTa keeps its accuracy in published results); the captioner stays in
+# fp32, as greedy decoding turns small drifts into other words.
 def _auto(model: str, hardware: Hardware) -> str:
     if hardware.device != "cpu":
         return BF16 if hardware.bf16 else FP16
