@@ -6,7 +6,7 @@ from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextL
 from core.captioner import Captioner
 from core.config import GenerationSettings
 from core.onnx_decoder import OnnxTextDecoder, quantize_blocks
-from core.precision import AUTO, BF16_INT8_DECODER, INT8
+from core.precision import AUTO, BF16, BF16_INT8_DECODER, INT8
 from tests.hardware import CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITH_VNNI_ONLY
 from tests.test_caption_decoding import COLOURS, photos
 
@@ -49,6 +49,17 @@ def test_otherwise_int8_keeps_the_torch_decoder(tiny_models, hardware, settings)
     )
     assert isinstance(int8.model.text_decoder, BlipTextLMHeadModel)
     assert int8(photos(1))[0]
+
+
+def test_auto_says_plain_bf16_where_the_decoder_stays_in_torch(tiny_models):
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption),
+        generation=GenerationSettings(num_beams=2),
+        precision=AUTO,
+        hardware=CPU_WITH_BF16_AND_VNNI,
+    )
+    assert isinstance(captioner.model.text_decoder, BlipTextLMHeadModel)
+    assert captioner.precision == BF16
 
 
 def test_the_onnx_decoder_refuses_beam_search(tiny_models):
