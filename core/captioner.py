@@ -11,12 +11,7 @@ from functools import partial
 
 import torch
 from PIL import Image
-from transformers import (
-    BatchFeature,
-    BlipForConditionalGeneration,
-    BlipProcessor,
-    PreTrainedModel,
-)
+from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcessor
 
 from core import precision as precisions
 from core.caption_decoding import decode_greedily, decodes_plainly
@@ -77,7 +72,8 @@ class Captioner:
             dynamic_int8_only=CAPTION_DYNAMIC_INT8_ONLY,
             prepare=partial(_onnx_decoder, num_beams=generation.num_beams),
         )
-        if mode == precisions.BF16_INT8_DECODER and isinstance(model.text_decoder, PreTrainedModel):
+        onnx = hasattr(model.text_decoder, "greedy_steps")  # core.onnx_decoder.OnnxTextDecoder
+        if mode == precisions.BF16_INT8_DECODER and not onnx:
             mode = precisions.BF16  # its decoder stayed in torch (beam search, say): plain bf16
         return cls(processor, model, generation, mode)
 

@@ -172,7 +172,7 @@ class _Graph:
     """The handful of ONNX building blocks a BERT-style decoder step needs."""
 
     def __init__(self, block_size: int, heads: int, hidden_size: int) -> None:
-        self.block_size, self.heads_count, self.hidden_size = block_size, heads, hidden_size
+        self.block_size, self.heads_count = block_size, heads
         self.head_size = hidden_size // heads
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -233,10 +233,9 @@ class _Graph:
         return self.linear(x, linear.weight, linear.bias)
 
     def norm(self, x: str, layer_norm: nn.LayerNorm) -> str:
-        weight, bias = (
-            self.constant(p.detach().float().numpy()) for p in (layer_norm.weight, layer_norm.bias)
+        return self.node(
+            "LayerNormalization", x, *self._affine(layer_norm), axis=-1, epsilon=layer_norm.eps
         )
-        return self.node("LayerNormalization", x, weight, bias, axis=-1, epsilon=layer_norm.eps)
 
     def gelu(self, x: str, activation: str) -> str:
         return self.node("Gelu", x, approximate=_GELU[activation])
@@ -256,16 +255,16 @@ class _Graph:
 
     def add_and_norm(self, x: str, states: str, output: nn.Module) -> str:
         """BERT's output of a block: project, add the residual, LayerNorm, in two nodes."""
+        projected = self.module(x, output.dense)
         norm = output.LayerNorm
-        weight, bias = (self.constant(p.detach().float().numpy()) for p in (norm.weight, norm.bias))
         return self.node(
-            "SkipLayerNormalization",
-            self.module(x, output.dense),
-            states,
-            weight,
-            bias,
-            epsilon=norm.eps,
+            "SkipLayerNormalization", projected, states, *self._affine(norm), epsilon=norm.eps
         )
+
+    def _affine(self, layer_norm: nn.LayerNorm) -> list[str]:
+        return [
+            self.constant(p.detach().float().numpy()) for p in (layer_norm.weight, layer_norm.bias)
+        ]
 
     def cache(self, kind: str, index: int, new: str) -> str:
         """The layer's self-attention keys or values so far, this step's appended. Keys are
