@@ -73,8 +73,9 @@ class Captioner:
             prepare=partial(_onnx_decoder, num_beams=generation.num_beams),
         )
         onnx = hasattr(model.text_decoder, "greedy_steps")  # core.onnx_decoder.OnnxTextDecoder
-        if mode == precisions.BF16_INT8_DECODER and not onnx:
-            mode = precisions.BF16  # its decoder stayed in torch (beam search, say): plain bf16
+        if mode in precisions.INT8_DECODER_BASES and not onnx:
+            # Its decoder stayed in torch (beam search, say): plain bf16 or fp32.
+            mode = precisions.INT8_DECODER_BASES[mode]
         return cls(processor, model, generation, mode)
 
     @property
@@ -116,7 +117,7 @@ def _onnx_decoder(
     `core.onnx_decoder` says why; it covers greedy decoding (the lean loop's case) only, and
     elsewhere the decoder stays in torch, in the precision of the rest.
     """
-    int8_decoder = mode in (precisions.INT8, precisions.BF16_INT8_DECODER)
+    int8_decoder = mode == precisions.INT8 or mode in precisions.INT8_DECODER_BASES
     if not (int8_decoder and hardware.device == "cpu" and hardware.int8_dot):
         return
     if not decodes_plainly(model.text_decoder.generation_config, num_beams):

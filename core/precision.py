@@ -10,9 +10,9 @@
   per output channel and computes in bf16, which keeps outputs within bf16's reach (README,
   "Precision"). Without bf16 it is PyTorch's post-training dynamic quantization: activations
   are quantized to int8 at each call too, which drifts further from fp32.
-- `bf16+int8-decoder`: the captioner in bf16 but for its text decoder, which runs in int8 in
-  ONNX Runtime (`core.onnx_decoder`); what `auto` picks for it on a CPU with native bf16 and
-  VNNI. Not a setting of its own.
+- `bf16+int8-decoder`, `fp32+int8-decoder`: the captioner in bf16 or fp32 but for its text
+  decoder, which runs in int8 in ONNX Runtime (`core.onnx_decoder`); what `auto` picks for it
+  on a CPU with VNNI, with native bf16 or without. Not settings of their own.
 - `auto`: per model and device, the fastest mode whose fidelity the benchmark
   (`python -m bench.bench_models`) has shown; the README's "Precision" section has the numbers.
 
@@ -42,8 +42,11 @@ BF16 = "bf16"
 FP16 = "fp16"
 INT8 = "int8"
 BF16_INT8_DECODER = "bf16+int8-decoder"
+FP32_INT8_DECODER = "fp32+int8-decoder"
 AUTO = "auto"
-MODES = (FP32, BF16, FP16, INT8, BF16_INT8_DECODER)
+MODES = (FP32, BF16, FP16, INT8, BF16_INT8_DECODER, FP32_INT8_DECODER)
+# The modes whose caption decoder runs in int8 in ONNX Runtime, and what the rest runs in.
+INT8_DECODER_BASES = {BF16_INT8_DECODER: BF16, FP32_INT8_DECODER: FP32}
 CHOICES = PRECISIONS  # what the settings accept: the modes and auto
 
 # The two models, for `auto`.
@@ -57,6 +60,7 @@ LOAD_DTYPES = {
     FP16: torch.float16,
     INT8: torch.float32,
     BF16_INT8_DECODER: torch.float32,
+    FP32_INT8_DECODER: torch.float32,
 }
 
 # CPU flags (as /proc/cpuinfo names them) that make bfloat16 matrix products fast.
@@ -127,14 +131,18 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 # the bot is busy (its vision encoder converts int8 weights at each call; three texts take 41
 # against 20 ms), so it remains the smallest footprint, not the default. Without native bf16,
 # int8 is dynamic quantization and is kept to the sentiment model (a label is robust to its
-# drift; dynamic int8 RoBERTa keeps its accuracy in published results); the captioner stays in
-# fp32, as greedy decoding turns small drifts into other words.
+# drift; dynamic int8 RoBERTa keeps its accuracy in published results); the captioner's vision
+# encoder stays in fp32, as greedy decoding turns small drifts into other words, and its
+# decoder runs in ONNX Runtime where the CPU has VNNI (side by side, with this CPU's bf16
+# hidden: 0.65 against 0.99 s per photo).
 def _auto(model: str, hardware: Hardware) -> str:
     if hardware.device != "cpu":
         return BF16 if hardware.bf16 else FP16
-    if hardware.bf16:
-        return BF16_INT8_DECODER if model == CAPTION and hardware.int8_dot else BF16
-    return INT8 if model == SENTIMENT else FP32
+    if model == SENTIMENT:
+        return BF16 if hardware.bf16 else INT8
+    if hardware.int8_dot:
+        return BF16_INT8_DECODER if hardware.bf16 else FP32_INT8_DECODER
+    return BF16 if hardware.bf16 else FP32
 
 
 def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "") -> str:
@@ -156,9 +164,13 @@ def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "
     elif requested == FP16 and not hardware.fp16:
         fallback = FP32
         why = "float16 is for GPUs, and this device has none"
-    elif requested == BF16_INT8_DECODER and not (hardware.bf16 and hardware.int8_dot):
-        fallback = BF16 if hardware.bf16 else FP16 if hardware.fp16 else FP32
-        why = "its int8 decoder needs a CPU with native bf16 and VNNI"
+    elif requested in INT8_DECODER_BASES and not (hardware.device == "cpu" and hardware.int8_dot):
+        base = INT8_DECODER_BASES[requested]
+        fallback = resolve(base, model=model, hardware=hardware, variable=variable)
+        why = "its int8 decoder needs a CPU with VNNI"
+    elif requested == BF16_INT8_DECODER and not hardware.bf16:
+        fallback = FP32_INT8_DECODER
+        why = "this CPU has no fast bfloat16 (it needs avx512_bf16 or AMX)"
     elif requested == INT8 and not hardware.int8:
         fallback = (BF16 if hardware.bf16 else FP16) if hardware.fp16 else FP32
         why = "dynamic int8 quantization runs on CPUs only"
@@ -178,11 +190,12 @@ def apply(
     """Convert `model` in place to `precision` on `hardware` and return it.
 
     bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is); on a CPU,
-    bf16 weights are then prepacked. bf16+int8-decoder does what bf16 does: its decoder has
-    been handed to ONNX Runtime by then (`core.captioner`). int8 swaps each `nn.Linear` for an
-    int8 one as the module docstring says; `dynamic_int8_only` names the submodules that
-    dynamic int8 may touch (all of `model` when None). The replaced float layers are dropped
-    as they are swapped, and no fp32 copy stays alive once this returns.
+    bf16 weights are then prepacked. bf16+int8-decoder and fp32+int8-decoder do what bf16 and
+    fp32 do: their decoder has been handed to ONNX Runtime by then (`core.captioner`). int8
+    swaps each `nn.Linear` for an int8 one as the module docstring says; `dynamic_int8_only`
+    names the submodules that dynamic int8 may touch (all of `model` when None). The replaced
+    float layers are dropped as they are swapped, and no fp32 copy stays alive once this
+    returns.
     """
     if precision == INT8 and hardware.bf16:
         linear_layers.replace_linear_layers(model, linear_layers.Int8WeightLinear)
@@ -200,7 +213,7 @@ def apply(
         model.to(torch.float16 if precision == FP16 else torch.bfloat16)
         if precision != FP16 and hardware.device == "cpu" and linear_layers.packing_available():
             linear_layers.replace_linear_layers(model, linear_layers.PackedLinear)
-    elif precision != FP32:
+    elif precision not in (FP32, FP32_INT8_DECODER):
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(MODES)}")
     return model
 

@@ -18,6 +18,7 @@ from core.precision import (
     CAPTION,
     FP16,
     FP32,
+    FP32_INT8_DECODER,
     INT8,
     MODES,
     SENTIMENT,
@@ -174,7 +175,9 @@ def test_bf16_without_cpu_support_falls_back_to_fp32_with_a_log_line(tiny_models
         (FP32, GPU, FP32),
         (BF16_INT8_DECODER, CPU_WITH_BF16_AND_VNNI, BF16_INT8_DECODER),
         (BF16_INT8_DECODER, CPU_WITH_BF16, BF16),
-        (BF16_INT8_DECODER, CPU_WITH_VNNI_ONLY, FP32),
+        (BF16_INT8_DECODER, CPU_WITH_VNNI_ONLY, FP32_INT8_DECODER),
+        (FP32_INT8_DECODER, CPU_WITH_VNNI_ONLY, FP32_INT8_DECODER),
+        (FP32_INT8_DECODER, CPU_WITHOUT_BF16, FP32),
         (BF16_INT8_DECODER, GPU, BF16),
     ],
 )
@@ -183,7 +186,8 @@ def test_a_mode_the_hardware_runs_badly_is_replaced(requested, hardware, expecte
 
 
 @pytest.mark.parametrize(
-    "hardware", [CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITHOUT_BF16, GPU, OLD_GPU]
+    "hardware",
+    [CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITH_VNNI_ONLY, CPU_WITHOUT_BF16, GPU, OLD_GPU],
 )
 @pytest.mark.parametrize("model", [CAPTION, SENTIMENT])
 def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, caplog):
@@ -200,6 +204,9 @@ def test_auto_choices_on_the_cpu():
     vnni = CPU_WITH_BF16_AND_VNNI
     assert precision.resolve(AUTO, model=CAPTION, hardware=vnni) == BF16_INT8_DECODER
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=vnni) == BF16
+    vnni_only = CPU_WITH_VNNI_ONLY
+    assert precision.resolve(AUTO, model=CAPTION, hardware=vnni_only) == FP32_INT8_DECODER
+    assert precision.resolve(AUTO, model=SENTIMENT, hardware=vnni_only) == INT8
     assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == FP32
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == INT8
 
