@@ -20,6 +20,7 @@ from transformers import (
 from core import precision as precisions
 from core.loading import load_model, load_pretrained
 from core.sentiment_base import Sentiment, preprocess_tweet
+from core.sentiment_encoding import classify, encodes_plainly
 
 __all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
 
@@ -38,6 +39,7 @@ class SentimentClassifier:
         # RoBERTa's positions start after padding_idx, so two of max_position_embeddings are
         # unusable; the cardiffnlp tokenizer declares no limit of its own.
         self.max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings - 2)
+        self._lean = encodes_plainly(model)
 
     @classmethod
     def from_pretrained(
@@ -73,8 +75,11 @@ class SentimentClassifier:
         )
 
     def forward(self, inputs: BatchEncoding) -> torch.Tensor:
+        inputs = inputs.to(self._device)
         with torch.inference_mode():
-            return self.model(**inputs.to(self._device)).logits
+            if self._lean:
+                return classify(self.model, inputs["input_ids"], inputs["attention_mask"])
+            return self.model(**inputs).logits
 
     def postprocess(self, logits: torch.Tensor) -> list[Sentiment]:
         id2label = self.model.config.id2label
