@@ -72,10 +72,6 @@ class Captioner:
             dynamic_int8_only=CAPTION_DYNAMIC_INT8_ONLY,
             prepare=partial(_onnx_decoder, num_beams=generation.num_beams),
         )
-        onnx = hasattr(model.text_decoder, "greedy_steps")  # core.onnx_decoder.OnnxTextDecoder
-        if mode in precisions.INT8_DECODER_BASES and not onnx:
-            # Its decoder stayed in torch (beam search, say): plain bf16 or fp32.
-            mode = precisions.INT8_DECODER_BASES[mode]
         return cls(processor, model, generation, mode)
 
     @property
@@ -111,20 +107,22 @@ class Captioner:
 
 def _onnx_decoder(
     model: BlipForConditionalGeneration, mode: str, hardware: precisions.Hardware, *, num_beams: int
-) -> None:
-    """Where the decoder runs in int8 on a CPU with VNNI, hand it to ONNX Runtime.
+) -> str:
+    """Where the decoder runs in int8 on a CPU with VNNI, hand it to ONNX Runtime; the mode
+    that then runs.
 
     `core.onnx_decoder` says why; it covers greedy decoding (the lean loop's case) only, and
-    elsewhere the decoder stays in torch, in the precision of the rest.
+    elsewhere the decoder stays in torch, in the precision of the rest: a mode named for its
+    int8 decoder is then plain bf16 or fp32.
     """
     int8_decoder = mode == precisions.INT8 or mode in precisions.INT8_DECODER_BASES
-    if not (int8_decoder and hardware.device == "cpu" and hardware.int8_dot):
-        return
-    if not decodes_plainly(model.text_decoder.generation_config, num_beams):
-        return
-    from core import onnx_decoder  # imports onnx and onnxruntime: only where they are used
+    if int8_decoder and hardware.device == "cpu" and hardware.int8_dot:
+        from core import onnx_decoder  # imports onnx and onnxruntime: only where they are used
 
-    if onnx_decoder.supports(model.text_decoder):
-        model.text_decoder = onnx_decoder.OnnxTextDecoder(
-            model.text_decoder, threads=torch.get_num_threads()
-        )
+        decoder = model.text_decoder
+        if decodes_plainly(decoder.generation_config, num_beams) and onnx_decoder.supports(decoder):
+            model.text_decoder = onnx_decoder.OnnxTextDecoder(
+                decoder, threads=torch.get_num_threads()
+            )
+            return mode
+    return precisions.INT8_DECODER_BASES.get(mode, mode)

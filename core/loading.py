@@ -44,14 +44,14 @@ def load_model(
     precision: str,
     hardware: Hardware | None,
     dynamic_int8_only: Iterable[str] | None = None,
-    prepare: Callable[[M, str, Hardware], None] | None = None,
+    prepare: Callable[[M, str, Hardware], str] | None = None,
 ) -> tuple[M, str]:
     """Load `model` (`core.precision.CAPTION` or `SENTIMENT`) in `precision` on `hardware`.
 
     `auto` and modes the hardware runs badly are resolved first, so the weights are read once,
     in the dtype they will run in. `prepare` may change the model in place, with the mode and
-    hardware, before its layers are converted. Returns the model, on its device, and the mode
-    it runs in.
+    hardware, before its layers are converted, and returns the mode that then runs. Returns the
+    model, on its device, and the mode it runs in.
     """
     started = time.perf_counter()
     hardware = hardware or Hardware.detect()
@@ -62,7 +62,7 @@ def load_model(
     )
     loaded = loaded.to(hardware.device)
     if prepare is not None:
-        prepare(loaded, mode, hardware)
+        mode = prepare(loaded, mode, hardware)
     loaded = apply(loaded, mode, hardware=hardware, dynamic_int8_only=dynamic_int8_only)
     release_freed_memory()
     log.info(
