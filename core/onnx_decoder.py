@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
 
-from core.caption_decoding import Step, split_heads
+from core.caption_decoding import Step
 
 # Weights are quantized in blocks of this many inputs, each block with its own scale. Blocks of
 # 32 kept a little closer to fp32 on the benchmark's proxy (cosine 0.9996 against 0.9994, the
@@ -61,21 +61,39 @@ class OnnxTextDecoder(nn.Module):
         self.config = decoder.config
         self.generation_config = decoder.generation_config
         self.embeddings = decoder.bert.embeddings
-        layers = decoder.bert.encoder.layer
-        self.image_keys = nn.ModuleList(layer.crossattention.self.key for layer in layers)
-        self.image_values = nn.ModuleList(layer.crossattention.self.value for layer in layers)
+        crosses = [layer.crossattention.self for layer in decoder.bert.encoder.layer]
+        # Every layer's image keys come out of one product, already transposed, and every
+        # layer's values out of another: 11 against 23 ms for a photo, side by side.
+        self.image_keys_t = TransposedLinear(
+            torch.cat([cross.key.weight for cross in crosses]),
+            torch.cat([cross.key.bias for cross in crosses]),
+        )
+        self.image_values = nn.Linear(
+            self.config.hidden_size, len(crosses) * self.config.hidden_size
+        )
+        with torch.no_grad():
+            self.image_values.weight.copy_(torch.cat([cross.value.weight for cross in crosses]))
+            self.image_values.bias.copy_(torch.cat([cross.value.bias for cross in crosses]))
         self._session = session(build_step(decoder), threads)
 
     def greedy_steps(self, image_embeds: torch.Tensor, max_new_tokens: int) -> Step:
         """`core.caption_decoding.Steps`: the caches grow inside the graph, so no length is set."""
+        batch, image, _ = image_embeds.shape
         heads = self.config.num_attention_heads
-        feeds: dict[str, np.ndarray] = {}
         head_size = self.config.hidden_size // heads
-        empty_keys = np.zeros((len(image_embeds), heads, head_size, 0), "f4")
-        empty_values = np.zeros((len(image_embeds), heads, 0, head_size), "f4")
-        for index, (key, value) in enumerate(zip(self.image_keys, self.image_values, strict=True)):
-            feeds[f"image_keys_t.{index}"] = _as_numpy(split_heads(key(image_embeds), heads).mT)
-            feeds[f"image_values.{index}"] = _as_numpy(split_heads(value(image_embeds), heads))
+        # (layer, batch, head, head size, image) and (layer, batch, head, image, head size).
+        keys_t = self.image_keys_t(image_embeds).view(batch, -1, heads, head_size, image)
+        values = self.image_values(image_embeds).view(batch, image, -1, heads, head_size)
+        keys_t = _as_numpy(keys_t.transpose(0, 1))
+        values = _as_numpy(values.permute(2, 0, 3, 1, 4))
+        empty_keys = np.zeros((batch, heads, head_size, 0), "f4")
+        empty_values = np.zeros((batch, heads, 0, head_size), "f4")
+        feeds: dict[str, np.ndarray] = {}
+        for index in range(len(keys_t)):
+            feeds[f"image_keys_t.{index}"], feeds[f"image_values.{index}"] = (
+                keys_t[index],
+                values[index],
+            )
             feeds[f"past_key.{index}"], feeds[f"past_value.{index}"] = empty_keys, empty_values
         names = [output.name for output in self._session.get_outputs()]
         embeddings = self.embeddings
@@ -93,6 +111,22 @@ class OnnxTextDecoder(nn.Module):
             return torch.from_numpy(outputs["next_tokens"]).to(tokens.device)[:, None]
 
         return step
+
+
+class TransposedLinear(nn.Module):
+    """`linear(x).mT` for x of shape (batch, rows, in), computed as `weight @ x.mT`: the
+    output comes out transposed at no cost, where transposing it afterwards is a slow copy.
+
+    Not an `nn.Linear`, so `core.precision` casts its weight but leaves its layout alone.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
+        self.bias = nn.Parameter(bias.detach().clone()[:, None], requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, self.weight.expand(len(x), -1, -1), x.mT)
 
 
 def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSession:
@@ -307,4 +341,7 @@ def quantize_blocks(weight: torch.Tensor, block_size: int) -> tuple[np.ndarray, 
 
 
 def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float32).contiguous().numpy()
+    """A float32 copy in C order, made in one pass whatever the tensor's strides."""
+    copy = torch.empty(tensor.shape, dtype=torch.float32)
+    copy.copy_(tensor.detach())
+    return copy.numpy()

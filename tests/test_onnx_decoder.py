@@ -6,7 +6,7 @@ from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextL
 from core.captioner import Captioner
 from core.config import GenerationSettings
 from core.images import load_image
-from core.onnx_decoder import OnnxTextDecoder, quantize_blocks
+from core.onnx_decoder import OnnxTextDecoder, TransposedLinear, quantize_blocks
 from core.precision import AUTO, BF16, BF16_INT8_DECODER, FP32, FP32_INT8_DECODER, INT8
 from tests.hardware import CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITH_VNNI_ONLY
 from tests.pictures import picture
@@ -127,3 +127,17 @@ def test_auto_runs_the_decoder_in_int8_and_the_rest_of_the_captioner_in_float(
     assert {p.dtype for p in captioner.model.parameters() if p.is_floating_point()} == {dtype}
     images, captions = clear
     assert captioner(images) == captions
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_image_keys_come_out_transposed_as_the_linear_layer_computes_them(dtype):
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 48).to(dtype)
+    transposed = TransposedLinear(linear.weight, linear.bias)
+    photos = torch.randn(3, 577, 32, dtype=dtype)
+    with torch.inference_mode():
+        out, reference = transposed(photos), linear(photos).mT
+    assert out.shape == (3, 48, 577)
+    torch.testing.assert_close(
+        out, reference, atol=0.05 if dtype == torch.bfloat16 else 1e-5, rtol=0
+    )
