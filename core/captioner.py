@@ -25,6 +25,8 @@ from core.vision_attention import fuse_vision_attention
 # turns one flipped token into a different caption. Weight-only int8 (CPUs with bf16) rounds
 # no activations and covers the decoder too; the README's "Precision" section has the figures.
 CAPTION_DYNAMIC_INT8_ONLY = ("vision_model",)
+# Every call of the vision encoder has 577 rows a photo: `core.linear_layers.pack_linear_layers`.
+CAPTION_MANY_ROWS = ("vision_model",)
 
 
 class Captioner:
@@ -70,6 +72,7 @@ class Captioner:
             precision=precision,
             hardware=hardware,
             dynamic_int8_only=CAPTION_DYNAMIC_INT8_ONLY,
+            many_rows=CAPTION_MANY_ROWS,
             prepare=partial(_onnx_decoder, num_beams=generation.num_beams),
         )
         return cls(processor, model, generation, mode)

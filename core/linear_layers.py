@@ -16,7 +16,7 @@ benchmark's 2-core server (README, "Precision"), shape these layers:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -124,6 +124,26 @@ def _gelu_form(activation: object) -> str:
     if isinstance(activation, (GELUTanh, NewGELUActivation)):
         return "tanh"
     return ""
+
+
+def pack_linear_layers(model: nn.Module, *, many_rows: Iterable[nn.Module] = ()) -> int:
+    """Swap each plain `nn.Linear` under `model` for a `PackedLinear`; how many were swapped.
+
+    Under `many_rows` (parts that see hundreds of rows at every call, like a photo's 577 patches
+    in a vision encoder), layers that do not widen their input stay as they are: there, oneDNN's
+    matrix product on the plain weight is the faster, reorder included. For the vision encoder's
+    3072 → 768 layers it took 1.6 against 2.8 ms; the encoder took 87–93 against 106–114 ms a
+    photo, while its 768 → 3072 layers stay faster packed (1.3 against 1.8 ms).
+    """
+    plain = {
+        id(layer)
+        for part in many_rows
+        for layer in part.modules()
+        if isinstance(layer, nn.Linear) and layer.out_features <= layer.in_features
+    }
+    return replace_modules(
+        model, lambda child: type(child) is nn.Linear and id(child) not in plain, PackedLinear
+    )
 
 
 def replace_linear_layers(module: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> int:

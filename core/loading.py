@@ -44,6 +44,7 @@ def load_model(
     precision: str,
     hardware: Hardware | None,
     dynamic_int8_only: Iterable[str] | None = None,
+    many_rows: Iterable[str] = (),
     prepare: Callable[[M, str, Hardware], str] | None = None,
 ) -> tuple[M, str]:
     """Load `model` (`core.precision.CAPTION` or `SENTIMENT`) in `precision` on `hardware`.
@@ -63,7 +64,13 @@ def load_model(
     loaded = loaded.to(hardware.device)
     if prepare is not None:
         mode = prepare(loaded, mode, hardware)
-    loaded = apply(loaded, mode, hardware=hardware, dynamic_int8_only=dynamic_int8_only)
+    loaded = apply(
+        loaded,
+        mode,
+        hardware=hardware,
+        dynamic_int8_only=dynamic_int8_only,
+        many_rows=many_rows,
+    )
     release_freed_memory()
     log.info(
         "%s model %s loaded in %.1f s (%s on %s)",

@@ -186,13 +186,15 @@ def apply(
     *,
     hardware: Hardware,
     dynamic_int8_only: Iterable[str] | None = None,
+    many_rows: Iterable[str] = (),
 ) -> nn.Module:
     """Convert `model` in place to `precision` on `hardware` and return it.
 
     bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is); on a CPU,
-    bf16 weights are then prepacked, with each GELU that follows a layer fused into it.
-    bf16+int8-decoder and fp32+int8-decoder do what bf16 and fp32 do: their decoder has been
-    handed to ONNX Runtime by then (`core.captioner`). int8
+    bf16 weights are then prepacked, but for the layers of `many_rows` (submodule names) that
+    `core.linear_layers.pack_linear_layers` leaves plain. bf16+int8-decoder and
+    fp32+int8-decoder do what bf16 and fp32 do: their decoder has been handed to ONNX Runtime
+    by then (`core.captioner`). int8
     swaps each `nn.Linear` for an int8 one as the module docstring says; `dynamic_int8_only`
     names the submodules that dynamic int8 may touch (all of `model` when None). The replaced
     float layers are dropped as they are swapped, and no fp32 copy stays alive once this
@@ -213,7 +215,8 @@ def apply(
     elif precision in (BF16, FP16, BF16_INT8_DECODER):
         model.to(torch.float16 if precision == FP16 else torch.bfloat16)
         if precision != FP16 and hardware.device == "cpu" and linear_layers.packing_available():
-            linear_layers.replace_linear_layers(model, linear_layers.PackedLinear)
+            parts = [model.get_submodule(name) for name in many_rows]
+            linear_layers.pack_linear_layers(model, many_rows=parts)
             linear_layers.fuse_gelu(model)
     elif precision not in (FP32, FP32_INT8_DECODER):
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(MODES)}")

@@ -89,6 +89,19 @@ def test_bf16_on_the_cpu_prepacks_every_linear_layer_and_answers_the_same(tiny_m
         assert b.label == a.label and b.scores == pytest.approx(a.scores, abs=0.01)
 
 
+@pytest.mark.skipif(not packing_available(), reason="this CPU has no native bf16 for oneDNN")
+def test_bf16_leaves_the_vision_encoders_narrowing_layers_plain_and_packs_the_rest(tiny_models):
+    captioner = Captioner.from_pretrained(
+        str(tiny_models.caption), precision=BF16, hardware=CPU_WITH_BF16
+    )
+    layer = captioner.model.vision_model.encoder.layers[0]
+    assert type(layer.mlp.fc2) is nn.Linear and type(layer.self_attn.projection) is nn.Linear
+    assert isinstance(layer.mlp.fc1, PackedLinear) and isinstance(layer.self_attn.qkv, PackedLinear)
+    assert layer.mlp.fc1.gelu == "none" and isinstance(layer.mlp.activation_fn, nn.Identity)
+    decoder = captioner.model.text_decoder.bert.encoder.layer[0]
+    assert isinstance(decoder.output.dense, PackedLinear)  # few rows: packed, narrowing or not
+
+
 def test_int8_on_a_cpu_with_bf16_keeps_int8_weights_everywhere_and_computes_in_bf16(tiny_models):
     captioner = Captioner.from_pretrained(
         str(tiny_models.caption), precision=INT8, hardware=CPU_WITH_BF16
