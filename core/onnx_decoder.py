@@ -241,9 +241,13 @@ class _Graph:
 
     def output(
         self, value: str, name: str, dtype: int, shape: list[str | int] | None = None
-    ) -> None:
-        self.nodes.append(helper.make_node("Identity", [value], [name]))
+    ) -> str:
+        """Make `value` a graph output called `name`, by renaming it where it is made (an
+        `Identity` node would copy it at every step); call it before any node reads `value`."""
+        producer = next(node for node in reversed(self.nodes) if value in node.output)
+        producer.output[list(producer.output).index(value)] = name
         self.outputs.append(helper.make_tensor_value_info(name, dtype, shape or ["batch"]))
+        return name
 
     def linear(self, x: str, weight: torch.Tensor, bias: torch.Tensor | None) -> str:
         """`x @ weight.T + bias` with the weight in int8 blocks (`MatMulNBits`)."""
@@ -309,8 +313,7 @@ class _Graph:
         past = self.input(f"past_{kind}.{index}", TensorProto.FLOAT, shape)
         present = self.node("Concat", past, new, axis=axis)
         shape[axis] = "total"
-        self.output(present, f"present_{kind}.{index}", TensorProto.FLOAT, shape)
-        return present
+        return self.output(present, f"present_{kind}.{index}", TensorProto.FLOAT, shape)
 
     def image_shape(self, *, keys: bool) -> list[str | int]:
         """Image keys come transposed, ready to multiply: (batch, heads, head size, image)."""
