@@ -82,7 +82,7 @@ class OnnxTextDecoder(nn.Module):
         heads = self.config.num_attention_heads
         head_size = self.config.hidden_size // heads
         # (layer, batch, head, head size, image) and (layer, batch, head, image, head size).
-        keys_t = self.image_keys_t(image_embeds).view(batch, -1, heads, head_size, image)
+        keys_t = self.image_keys_t(image_embeds).unflatten(1, (-1, heads, head_size))
         values = self.image_values(image_embeds).view(batch, image, -1, heads, head_size)
         keys_t = _as_numpy(keys_t.transpose(0, 1))
         values = _as_numpy(values.permute(2, 0, 3, 1, 4))
@@ -114,8 +114,9 @@ class OnnxTextDecoder(nn.Module):
 
 
 class TransposedLinear(nn.Module):
-    """`linear(x).mT` for x of shape (batch, rows, in), computed as `weight @ x.mT`: the
-    output comes out transposed at no cost, where transposing it afterwards is a slow copy.
+    """`linear(x)` for x of shape (batch, rows, in), given as (batch, out, rows): computed as
+    `weight @ x.T`, so it comes out transposed at no cost, where transposing it afterwards is a
+    slow copy. The result is a view whose rows of each output are contiguous.
 
     Not an `nn.Linear`, so `core.precision` casts its weight but leaves its layout alone.
     """
@@ -126,7 +127,10 @@ class TransposedLinear(nn.Module):
         self.bias = nn.Parameter(bias.detach().clone()[:, None], requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, self.weight.expand(len(x), -1, -1), x.mT)
+        batch, rows, _ = x.shape
+        # One product for the whole batch: (out, batch × rows).
+        product = torch.addmm(self.bias, self.weight, x.reshape(batch * rows, -1).mT)
+        return product.view(-1, batch, rows).transpose(0, 1)
 
 
 def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSession:
