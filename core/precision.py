@@ -126,15 +126,15 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 # (README, "Precision"). On a CPU with native bf16, bf16 stays closest to fp32
 # (all-MiniLM-L6-v2 embeddings: cosine 0.99996; weight-only int8 and the int8 decoder's kernel
 # both 0.9994). Where the CPU also has VNNI, the captioner's text decoder runs in int8 in ONNX
-# Runtime, the rest in bf16: a lone photo's caption took 0.34 against 0.54 s in bf16, and
-# eight at once went about as fast (5.1 against 4.9 photos/s). int8 throughout is slower when
-# the bot is busy (its vision encoder converts int8 weights at each call; three texts take 41
-# against 20 ms), so it remains the smallest footprint, not the default. Without native bf16,
-# int8 is dynamic quantization and is kept to the sentiment model (a label is robust to its
-# drift; dynamic int8 RoBERTa keeps its accuracy in published results); the captioner's vision
-# encoder stays in fp32, as greedy decoding turns small drifts into other words, and its
-# decoder runs in ONNX Runtime where the CPU has VNNI (side by side, with this CPU's bf16
-# hidden: 0.65 against 0.99 s per photo).
+# Runtime, the rest in bf16: a lone photo's caption took 0.32–0.34 against 0.50–0.58 s in
+# bf16, and eight at once went about as fast (4.6 against 4.5 photos/s). int8 throughout is
+# slower when the bot is busy (its vision encoder converts int8 weights at each call; three
+# texts take 36–48 against 18–22 ms), so it remains the smallest footprint, not the default.
+# Without native bf16, int8 is dynamic quantization and is kept to the sentiment model (a label
+# is robust to its drift; dynamic int8 RoBERTa keeps its accuracy in published results); the
+# captioner's vision encoder stays in fp32, as greedy decoding turns small drifts into other
+# words, and its decoder runs in ONNX Runtime where the CPU has VNNI (side by side, with this
+# CPU's bf16 hidden: 0.65 against 0.99 s per photo).
 def _auto(model: str, hardware: Hardware) -> str:
     if hardware.device != "cpu":
         return BF16 if hardware.bf16 else FP16
