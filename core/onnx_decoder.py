@@ -68,8 +68,8 @@ class OnnxTextDecoder(nn.Module):
             torch.cat([cross.key.weight for cross in crosses]),
             torch.cat([cross.key.bias for cross in crosses]),
         )
-        self.image_values = nn.Linear(
-            self.config.hidden_size, len(crosses) * self.config.hidden_size
+        self.image_values = nn.utils.skip_init(
+            nn.Linear, self.config.hidden_size, len(crosses) * self.config.hidden_size
         )
         with torch.no_grad():
             self.image_values.weight.copy_(torch.cat([cross.value.weight for cross in crosses]))
@@ -89,11 +89,9 @@ class OnnxTextDecoder(nn.Module):
         empty_keys = np.zeros((batch, heads, head_size, 0), "f4")
         empty_values = np.zeros((batch, heads, 0, head_size), "f4")
         feeds: dict[str, np.ndarray] = {}
-        for index in range(len(keys_t)):
-            feeds[f"image_keys_t.{index}"], feeds[f"image_values.{index}"] = (
-                keys_t[index],
-                values[index],
-            )
+        for index, (layer_keys_t, layer_values) in enumerate(zip(keys_t, values, strict=True)):
+            feeds[f"image_keys_t.{index}"] = layer_keys_t
+            feeds[f"image_values.{index}"] = layer_values
             feeds[f"past_key.{index}"], feeds[f"past_value.{index}"] = empty_keys, empty_values
         names = [output.name for output in self._session.get_outputs()]
         embeddings = self.embeddings
@@ -123,8 +121,8 @@ class TransposedLinear(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         super().__init__()
-        self.weight = nn.Parameter(weight.detach().clone(), requires_grad=False)
-        self.bias = nn.Parameter(bias.detach().clone()[:, None], requires_grad=False)
+        self.weight = nn.Parameter(weight.detach(), requires_grad=False)
+        self.bias = nn.Parameter(bias.detach()[:, None], requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, rows, _ = x.shape

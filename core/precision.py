@@ -191,13 +191,13 @@ def apply(
     """Convert `model` in place to `precision` on `hardware` and return it.
 
     bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is); on a CPU,
-    bf16 weights are then prepacked, but for the layers of `many_rows` (submodule names) that
-    `core.linear_layers.pack_linear_layers` leaves plain. bf16+int8-decoder and
-    fp32+int8-decoder do what bf16 and fp32 do: their decoder has been handed to ONNX Runtime
-    by then (`core.captioner`). int8
-    swaps each `nn.Linear` for an int8 one as the module docstring says; `dynamic_int8_only`
-    names the submodules that dynamic int8 may touch (all of `model` when None). The replaced
-    float layers are dropped as they are swapped, and no fp32 copy stays alive once this
+    bf16 weights are then prepacked, each with the GELU that follows it fused in, but for the
+    layers under `many_rows` (submodule names) that `core.linear_layers.pack_linear_layers`
+    leaves plain. bf16+int8-decoder and fp32+int8-decoder do what bf16 and fp32 do: their
+    decoder has been handed to ONNX Runtime by then (`core.captioner`). int8 swaps each
+    `nn.Linear` for an int8 one as the module docstring says; `dynamic_int8_only` names the
+    submodules that dynamic int8 may touch (all of `model` when None). The replaced float
+    layers are dropped as they are swapped, and no fp32 copy stays alive once this
     returns.
     """
     if precision == INT8 and hardware.bf16:
