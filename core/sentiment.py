@@ -20,7 +20,7 @@ from transformers import (
 from core import precision as precisions
 from core.loading import load_model, load_pretrained
 from core.sentiment_base import Sentiment, preprocess_tweet
-from core.sentiment_encoding import classify, encodes_plainly
+from core.sentiment_encoding import classify, encodes_plainly, fuse_query_key_value
 
 __all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
 
@@ -62,6 +62,7 @@ class SentimentClassifier:
             token=token,
             precision=precision,
             hardware=hardware,
+            prepare=_fuse_query_key_value,
         )
         return cls(tokenizer, model, mode)
 
@@ -94,3 +95,11 @@ class SentimentClassifier:
         if not texts:
             return []
         return self.postprocess(self.forward(self.preprocess(texts)))
+
+
+def _fuse_query_key_value(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) -> str:
+    """`load_model`'s step before the layers are converted: where the lean pass runs the model,
+    it computes each layer's query, key and value in one product. The mode stays as it is."""
+    if encodes_plainly(model):
+        fuse_query_key_value(model)
+    return mode

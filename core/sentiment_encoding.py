@@ -5,6 +5,10 @@ its weights once; transformers' module structure, mask building and output objec
 a tenth on top (side by side in bf16, three texts: 21.3–23.0 against 24.5–24.8 ms). This calls
 the very same modules, so every precision of `core.precision` applies, with what a padded
 batch of texts needs and nothing else. A test holds it to transformers' logits.
+
+`fuse_query_key_value`, applied when the model is loaded, also makes each layer's query, key
+and value one product instead of three: each call of a layer costs about 30 µs beyond its
+arithmetic here, and three texts took 19.9 against 21.2 ms side by side in bf16.
 """
 
 from __future__ import annotations
@@ -23,6 +27,29 @@ def encodes_plainly(model: nn.Module) -> bool:
     return getattr(config, "position_embedding_type", "absolute") == "absolute" and not (
         config.is_decoder or config.add_cross_attention
     )
+
+
+def fuse_query_key_value(model: RobertaForSequenceClassification) -> None:
+    """Stack each layer's query, key and value layers into one `qkv` layer, in place.
+
+    The three go, so only `classify` can run the model afterwards, not transformers' forward.
+    """
+    for layer in model.roberta.encoder.layer:
+        attention = layer.attention.self
+        parts = (attention.query, attention.key, attention.value)
+        weight = parts[0].weight
+        qkv = nn.utils.skip_init(
+            nn.Linear,
+            weight.shape[1],
+            sum(part.out_features for part in parts),
+            device=weight.device,
+            dtype=weight.dtype,
+        )
+        with torch.no_grad():
+            qkv.weight.copy_(torch.cat([part.weight for part in parts]))
+            qkv.bias.copy_(torch.cat([part.bias for part in parts]))
+        attention.qkv = qkv
+        del attention.query, attention.key, attention.value
 
 
 def classify(
@@ -46,15 +73,20 @@ def classify(
     seen = attention_mask.bool()[:, None, None, :]  # every query may see the unpadded keys
 
     def split(x: torch.Tensor) -> torch.Tensor:
-        return x.view(batch, tokens, heads, hidden // heads).transpose(1, 2)
+        return x.unflatten(-1, (heads, hidden // heads)).transpose(1, 2)
 
     for layer in model.roberta.encoder.layer:
         attention = layer.attention.self
+        if hasattr(attention, "qkv"):  # `fuse_query_key_value`'s
+            query, key, value = attention.qkv(states).split(hidden, dim=-1)
+        else:
+            query, key, value = (
+                attention.query(states),
+                attention.key(states),
+                attention.value(states),
+            )
         context = functional.scaled_dot_product_attention(
-            split(attention.query(states)),
-            split(attention.key(states)),
-            split(attention.value(states)),
-            attn_mask=seen,
+            split(query), split(key), split(value), attn_mask=seen
         )
         merged = context.transpose(1, 2).reshape(batch, tokens, hidden)
         output = layer.attention.output

@@ -4,9 +4,10 @@ from transformers import (
     AutoModelForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
+    RobertaForSequenceClassification,
 )
 
-from core.precision import BF16, FP32, INT8
+from core.precision import BF16, FP32, INT8, LOAD_DTYPES, apply
 from core.sentiment import SentimentClassifier
 from core.sentiment_encoding import encodes_plainly
 from tests.hardware import CPU_WITH_BF16, CPU_WITHOUT_BF16
@@ -19,10 +20,10 @@ TEXTS = [
 ]
 
 
-def transformers_logits(classifier: SentimentClassifier) -> torch.Tensor:
-    inputs = classifier.preprocess(TEXTS)
-    with torch.inference_mode():
-        return classifier.model(**inputs).logits
+def transformers_model(path: str, mode: str, hardware) -> RobertaForSequenceClassification:
+    """The model as transformers runs it, in `mode`: its query, key and value not fused."""
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=LOAD_DTYPES[mode])
+    return apply(model.eval(), mode, hardware=hardware)
 
 
 # bf16: the two passes round in different places; 0.022 was the largest difference seen.
@@ -31,12 +32,25 @@ def transformers_logits(classifier: SentimentClassifier) -> torch.Tensor:
     [(FP32, CPU_WITH_BF16, 1e-5), (BF16, CPU_WITH_BF16, 0.03), (INT8, CPU_WITHOUT_BF16, 1e-5)],
 )
 def test_the_lean_pass_gives_transformers_logits(tiny_models, mode, hardware, tolerance):
-    classifier = SentimentClassifier.from_pretrained(
-        str(tiny_models.sentiment), precision=mode, hardware=hardware
-    )
+    path = str(tiny_models.sentiment)
+    classifier = SentimentClassifier.from_pretrained(path, precision=mode, hardware=hardware)
     assert classifier._lean
-    ours = classifier.forward(classifier.preprocess(TEXTS))
-    torch.testing.assert_close(ours, transformers_logits(classifier), atol=tolerance, rtol=0)
+    inputs = classifier.preprocess(TEXTS)
+    with torch.inference_mode():
+        reference = transformers_model(path, mode, hardware)(**inputs).logits
+    torch.testing.assert_close(classifier.forward(inputs), reference, atol=tolerance, rtol=0)
+
+
+def test_query_key_and_value_are_one_product_and_an_unfused_model_gives_the_same(tiny_models):
+    path = str(tiny_models.sentiment)
+    fused = SentimentClassifier.from_pretrained(path)
+    attention = fused.model.roberta.encoder.layer[0].attention.self
+    assert attention.qkv.out_features == 3 * attention.qkv.in_features
+    assert not hasattr(attention, "query")
+    unfused = SentimentClassifier(fused.tokenizer, transformers_model(path, FP32, CPU_WITH_BF16))
+    assert unfused._lean
+    inputs = fused.preprocess(TEXTS)
+    torch.testing.assert_close(fused.forward(inputs), unfused.forward(inputs), atol=1e-5, rtol=0)
 
 
 def test_other_architectures_go_through_transformers():
