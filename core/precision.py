@@ -127,9 +127,10 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 # (all-MiniLM-L6-v2 embeddings: cosine 0.99996; weight-only int8 and the int8 decoder's kernel
 # both 0.9994). Where the CPU also has VNNI, the captioner's text decoder runs in int8 in ONNX
 # Runtime, the rest in bf16: a lone photo's caption took 0.32–0.34 against 0.50–0.58 s in
-# bf16, and eight at once went about as fast (4.6 against 4.5 photos/s). int8 throughout is
-# slower when the bot is busy (its vision encoder converts int8 weights at each call; three
-# texts take 36–48 against 18–22 ms), so it remains the smallest footprint, not the default.
+# bf16, and eight at once went nearly as fast (4.1–4.6 against 4.5–5.0 photos/s). int8
+# throughout is slower when the bot is busy (its vision encoder converts int8 weights at each
+# call; three texts take 36–48 against 18–22 ms), so it remains the smallest footprint, not
+# the default.
 # Without native bf16, int8 is dynamic quantization and is kept to the sentiment model (a label
 # is robust to its drift; dynamic int8 RoBERTa keeps its accuracy in published results); the
 # captioner's vision encoder stays in fp32, as greedy decoding turns small drifts into other
