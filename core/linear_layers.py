@@ -18,7 +18,7 @@ benchmark's 2-core server (README, "Precision"), shape these layers:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -146,6 +146,21 @@ def pack_linear_layers(model: nn.Module, *, many_rows: Iterable[nn.Module] = ())
     return replace_modules(
         model, lambda child: type(child) is nn.Linear and id(child) not in plain, PackedLinear
     )
+
+
+def stack_linear_layers(layers: Sequence[nn.Linear]) -> nn.Linear:
+    """One layer that computes the outputs of all `layers`, side by side, in one product.
+
+    They must share their input size; the new layer has their dtype and device.
+    """
+    weight = torch.cat([layer.weight.detach() for layer in layers])
+    stacked = nn.utils.skip_init(
+        nn.Linear, weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype
+    )
+    # The concatenations become the parameters: no second copy while a model loads.
+    stacked.weight = nn.Parameter(weight, requires_grad=False)
+    stacked.bias = nn.Parameter(torch.cat([layer.bias.detach() for layer in layers]), False)
+    return stacked
 
 
 def replace_linear_layers(module: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> int:

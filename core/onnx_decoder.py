@@ -30,6 +30,7 @@ from torch import nn
 from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
 
 from core.caption_decoding import Step
+from core.linear_layers import stack_linear_layers
 
 # Weights are quantized in blocks of this many inputs, each block with its own scale. Blocks of
 # 32 kept a little closer to fp32 on the benchmark's proxy (cosine 0.9996 against 0.9994, the
@@ -64,16 +65,8 @@ class OnnxTextDecoder(nn.Module):
         crosses = [layer.crossattention.self for layer in decoder.bert.encoder.layer]
         # Every layer's image keys come out of one product, already transposed, and every
         # layer's values out of another: 11 against 23 ms for a photo, side by side.
-        self.image_keys_t = TransposedLinear(
-            torch.cat([cross.key.weight for cross in crosses]),
-            torch.cat([cross.key.bias for cross in crosses]),
-        )
-        self.image_values = nn.utils.skip_init(
-            nn.Linear, self.config.hidden_size, len(crosses) * self.config.hidden_size
-        )
-        with torch.no_grad():
-            self.image_values.weight.copy_(torch.cat([cross.value.weight for cross in crosses]))
-            self.image_values.bias.copy_(torch.cat([cross.value.bias for cross in crosses]))
+        self.image_keys_t = TransposedLinear(stack_linear_layers([cross.key for cross in crosses]))
+        self.image_values = stack_linear_layers([cross.value for cross in crosses])
         self._session = session(build_step(decoder), threads)
 
     def greedy_steps(self, image_embeds: torch.Tensor, max_new_tokens: int) -> Step:
@@ -119,10 +112,10 @@ class TransposedLinear(nn.Module):
     Not an `nn.Linear`, so `core.precision` casts its weight but leaves its layout alone.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
-        self.weight = nn.Parameter(weight.detach(), requires_grad=False)
-        self.bias = nn.Parameter(bias.detach()[:, None], requires_grad=False)
+        self.weight = nn.Parameter(linear.weight.detach(), requires_grad=False)
+        self.bias = nn.Parameter(linear.bias.detach()[:, None], requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, rows, _ = x.shape

@@ -19,6 +19,8 @@ from torch import nn
 from torch.nn import functional
 from transformers import RobertaForSequenceClassification
 
+from core.linear_layers import stack_linear_layers
+
 
 def encodes_plainly(model: nn.Module) -> bool:
     """Whether `classify` gives what transformers' forward gives for this architecture."""
@@ -37,19 +39,7 @@ def fuse_query_key_value(model: RobertaForSequenceClassification) -> None:
     """
     for layer in model.roberta.encoder.layer:
         attention = layer.attention.self
-        parts = (attention.query, attention.key, attention.value)
-        weight = parts[0].weight
-        qkv = nn.utils.skip_init(
-            nn.Linear,
-            weight.shape[1],
-            sum(part.out_features for part in parts),
-            device=weight.device,
-            dtype=weight.dtype,
-        )
-        with torch.no_grad():
-            qkv.weight.copy_(torch.cat([part.weight for part in parts]))
-            qkv.bias.copy_(torch.cat([part.bias for part in parts]))
-        attention.qkv = qkv
+        attention.qkv = stack_linear_layers([attention.query, attention.key, attention.value])
         del attention.query, attention.key, attention.value
 
 

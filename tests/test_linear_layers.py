@@ -9,6 +9,7 @@ from core.linear_layers import (
     fuse_gelu,
     packing_available,
     replace_linear_layers,
+    stack_linear_layers,
 )
 
 
@@ -118,3 +119,14 @@ def test_other_activations_and_unpacked_layers_keep_their_own_activation():
     assert isinstance(relu.activation_fn, nn.ReLU) and isinstance(
         plain.activation_fn, GELUActivation
     )
+
+
+def test_stacked_layers_give_each_layers_output_side_by_side():
+    torch.manual_seed(0)
+    layers = [nn.Linear(32, 16), nn.Linear(32, 8), nn.Linear(32, 16)]
+    stacked = stack_linear_layers(layers)
+    inputs = torch.randn(5, 32)
+    with torch.inference_mode():
+        expected = torch.cat([layer(inputs) for layer in layers], dim=-1)
+        torch.testing.assert_close(stacked(inputs), expected)
+    assert (stacked.in_features, stacked.out_features) == (32, 40)

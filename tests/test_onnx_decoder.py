@@ -133,7 +133,7 @@ def test_auto_runs_the_decoder_in_int8_and_the_rest_of_the_captioner_in_float(
 def test_the_image_keys_come_out_transposed_as_the_linear_layer_computes_them(dtype):
     torch.manual_seed(0)
     linear = torch.nn.Linear(32, 48).to(dtype)
-    transposed = TransposedLinear(linear.weight, linear.bias)
+    transposed = TransposedLinear(linear)
     photos = torch.randn(3, 577, 32, dtype=dtype)
     with torch.inference_mode():
         out, reference = transposed(photos), linear(photos).mT
