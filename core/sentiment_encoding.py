@@ -3,8 +3,9 @@
 A reply classifies three short texts (about 60 tokens), so RoBERTa's time is mostly reading
 its weights once; transformers' module structure, mask building and output objects add about
 a tenth on top (side by side in bf16, three texts: 21.3–23.0 against 24.5–24.8 ms). This calls
-the very same modules, so every precision of `core.precision` applies, with what a padded
-batch of texts needs and nothing else. A test holds it to transformers' logits.
+the very same modules, so every precision of `core.precision` applies, with what a batch of
+texts needs and nothing else. The texts run packed side by side (`core.text_packing`), not
+padded to the longest. A test holds it to transformers' logits.
 
 `fuse_query_key_value`, applied when the model is loaded (in every mode but fp32), also makes
 each layer's query, key and value one product instead of three: each call of a layer costs
@@ -20,6 +21,7 @@ from torch.nn import functional
 from transformers import RobertaForSequenceClassification
 
 from core.linear_layers import stack_linear_layers
+from core.text_packing import pack_texts
 
 
 def encodes_plainly(model: nn.Module) -> bool:
@@ -48,20 +50,17 @@ def classify(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
 ) -> torch.Tensor:
-    """The logits of a padded batch of tokenized texts."""
+    """The logits of a padded batch of tokenized texts, run packed (`core.text_packing`)."""
     embeddings = model.roberta.embeddings
-    padding = embeddings.padding_idx
-    # RoBERTa's positions count real tokens only, and start after the padding index.
-    real = input_ids != padding
-    positions = torch.cumsum(real, dim=1) * real + padding
+    packed = pack_texts(input_ids, attention_mask, embeddings.padding_idx)
     states = embeddings.LayerNorm(
-        embeddings.word_embeddings(input_ids)
-        + embeddings.position_embeddings(positions)
+        embeddings.word_embeddings(packed.input_ids)
+        + embeddings.position_embeddings(packed.position_ids)
         + embeddings.token_type_embeddings.weight[0]
     )
-    batch, tokens, hidden = states.shape
+    sequences, tokens, hidden = states.shape
     heads = model.config.num_attention_heads
-    seen = attention_mask.bool()[:, None, None, :]  # every query may see the unpadded keys
+    seen = packed.attention_mask()
 
     def split(x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (heads, hidden // heads)).transpose(1, 2)
@@ -79,9 +78,10 @@ def classify(
         context = functional.scaled_dot_product_attention(
             split(query), split(key), split(value), attn_mask=seen
         )
-        merged = context.transpose(1, 2).reshape(batch, tokens, hidden)
+        merged = context.transpose(1, 2).reshape(sequences, tokens, hidden)
         output = layer.attention.output
         states = output.LayerNorm(output.dense(merged) + states)
         hidden_states = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(states))
         states = layer.output.LayerNorm(layer.output.dense(hidden_states) + states)
-    return model.classifier(states)
+    # The head reads each text's first token (`<s>`).
+    return model.classifier(packed.firsts(states)[:, None])
