@@ -7,7 +7,8 @@
 - `fp16`: float16, for GPUs; on a CPU it falls back to fp32 with a log line.
 - `int8`: int8 weights, CPU only (on a GPU it falls back to half precision). On a CPU with
   native bf16 they are weight-only int8: every `nn.Linear` keeps int8 weights with one scale
-  per output channel and computes in bf16, which keeps outputs within bf16's reach (README,
+  per output channel and computes in bf16 (and the vocabulary tables keep int8 rows,
+  `core.embeddings`), which keeps outputs within bf16's reach (README,
   "Precision"). Without bf16 it is PyTorch's post-training dynamic quantization: activations
   are quantized to int8 at each call too, which drifts further from fp32.
 - `bf16+int8-decoder`, `fp32+int8-decoder`: the captioner in bf16 or fp32 but for its text
@@ -32,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core import linear_layers
+from core import embeddings, linear_layers
 from core.config import PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ def apply(
     """
     if precision == INT8 and hardware.bf16:
         linear_layers.replace_linear_layers(model, linear_layers.Int8WeightLinear)
+        embeddings.quantize_word_embeddings(model)
         model.to(torch.bfloat16)  # new bf16 copies: nothing points into the fp32 file any more
     elif precision == INT8:
         targets = (
