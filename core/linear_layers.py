@@ -68,9 +68,8 @@ class Int8WeightLinear(nn.Module):
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
-        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).to(torch.int8))
+        weight_int8, scale = int8_rows(linear.weight.detach())
+        self.register_buffer("weight_int8", weight_int8)
         self.register_buffer("scale", scale)  # cast with the model, so it matches the inputs
         self.bias = linear.bias
         # torch's int8 kernel gave wrong results for in_features=40 and crashed for 37; it is
@@ -91,6 +90,13 @@ class Int8WeightLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
+
+
+def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of `weight` in int8 with one symmetric float32 scale (largest absolute / 127)."""
+    rows = weight.float()
+    scale = rows.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / 127
+    return torch.round(rows / scale[:, None]).to(torch.int8), scale
 
 
 # Where transformers' models apply an activation right after a linear layer: BERT-style

@@ -7,7 +7,8 @@ own positions, so its logits are the same as alone.
 
 The row count is then rounded up to a multiple of 8. oneDNN's bf16 kernels on the benchmark's
 CPU are uneven in it: RoBERTa's 48 linear layers took 14.4 ms for 41 rows, 13.3 for 40 or 48,
-14.8 for 60 and 17.3 for 57 (side by side). Three texts: 19.2 against 20.7 ms padded.
+14.8 for 60 and 17.3 for 57 (side by side). Three texts: 19.2–20.2 against 20.7–21.3 ms
+padded, side by side.
 """
 
 from __future__ import annotations
