@@ -92,6 +92,28 @@ class Int8WeightLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
 
 
+Product = Callable[[torch.Tensor], torch.Tensor]
+
+
+def product_of(layer: nn.Module) -> Product:
+    """`layer`'s forward as a bare call, its weights bound once, for loops over many layers.
+
+    Each module call and attribute lookup costs microseconds of Python here, and a reply's
+    three texts make 48 linear products: on bare calls, RoBERTa's lean pass took 17.2–18.0
+    against 18.5–19.2 ms on module calls, side by side in bf16. Other layers keep their
+    `forward`.
+    """
+    if isinstance(layer, PackedLinear):
+        kernel = torch.ops.mkldnn._linear_pointwise.default
+        weight, bias = layer.packed_weight, layer.bias
+        attribute, algorithm = ("gelu", layer.gelu) if layer.gelu else ("none", "")
+        return lambda x: kernel(x, weight, bias, attribute, [], algorithm)
+    if type(layer) is nn.Linear:
+        weight, bias = layer.weight, layer.bias
+        return lambda x: functional.linear(x, weight, bias)
+    return layer.forward
+
+
 def int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row of `weight` in int8 with one symmetric float32 scale (largest absolute / 127)."""
     rows = weight.float()

@@ -7,6 +7,11 @@ the very same modules, so every precision of `core.precision` applies, with what
 texts needs and nothing else. The texts run packed side by side (`core.text_packing`), not
 padded to the longest. A test holds it to transformers' logits.
 
+The layers are called as bare calls bound once (`encoder_layers`), the attention mask is made
+once as an addend, and query, key and value are split into heads by one view. The logits are
+the same to the bit; three texts took 17.3–18.2 against 18.6–19.6 ms side by side in bf16, and
+eight replies' 24 texts 56.0 against 58.8 ms.
+
 `fuse_query_key_value`, applied when the model is loaded (in every mode but fp32), also makes
 each layer's query, key and value one product instead of three: each call of a layer costs
 about 30 µs beyond its arithmetic here, and three texts took 22.4 against 23.7 ms side by side
@@ -15,12 +20,19 @@ in bf16.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn import functional
 from transformers import RobertaForSequenceClassification
 
-from core.linear_layers import stack_linear_layers
+from core.linear_layers import (
+    Product,
+    product_of,
+    stack_linear_layers,
+)
 from core.text_packing import pack_texts
 
 
@@ -45,12 +57,66 @@ def fuse_query_key_value(model: RobertaForSequenceClassification) -> None:
         del attention.query, attention.key, attention.value
 
 
+@dataclass(frozen=True)
+class EncoderLayer:
+    """One RoBERTa layer as bare calls (`core.linear_layers.product_of`), bound at load time."""
+
+    query_key_value: Product  # hidden → 3 × hidden: query, key and value side by side
+    attention_output: Product
+    attention_norm: Product
+    intermediate: Product  # its activation included
+    output: Product
+    output_norm: Product
+
+
+def encoder_layers(model: RobertaForSequenceClassification) -> tuple[EncoderLayer, ...]:
+    """`model`'s layers, in whatever mode `core.precision` converted them to, for `classify`."""
+    return tuple(_encoder_layer(layer) for layer in model.roberta.encoder.layer)
+
+
+def _encoder_layer(layer: nn.Module) -> EncoderLayer:
+    attention, intermediate = layer.attention, layer.intermediate
+    if hasattr(attention.self, "qkv"):  # `fuse_query_key_value`'s
+        query_key_value = product_of(attention.self.qkv)
+    else:
+        parts = (attention.self.query, attention.self.key, attention.self.value)
+        query_key_value = _side_by_side([product_of(part) for part in parts])
+    dense = product_of(intermediate.dense)
+    if not isinstance(intermediate.intermediate_act_fn, nn.Identity):  # not fused (`fuse_gelu`)
+        dense = _then(dense, intermediate.intermediate_act_fn)
+    return EncoderLayer(
+        query_key_value=query_key_value,
+        attention_output=product_of(attention.output.dense),
+        attention_norm=_norm(attention.output.LayerNorm),
+        intermediate=dense,
+        output=product_of(layer.output.dense),
+        output_norm=_norm(layer.output.LayerNorm),
+    )
+
+
+def _side_by_side(products: Sequence[Product]) -> Product:
+    return lambda x: torch.cat([product(x) for product in products], dim=-1)
+
+
+def _then(product: Product, activation: nn.Module) -> Product:
+    return lambda x: activation(product(x))
+
+
+def _norm(norm: nn.LayerNorm) -> Product:
+    shape, weight, bias, eps = norm.normalized_shape, norm.weight, norm.bias, norm.eps
+    return lambda x: functional.layer_norm(x, shape, weight, bias, eps)
+
+
 def classify(
     model: RobertaForSequenceClassification,
+    layers: Sequence[EncoderLayer],
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
 ) -> torch.Tensor:
-    """The logits of a padded batch of tokenized texts, run packed (`core.text_packing`)."""
+    """The logits of a padded batch of tokenized texts, run packed (`core.text_packing`).
+
+    `layers` are `encoder_layers(model)`.
+    """
     embeddings = model.roberta.embeddings
     packed = pack_texts(input_ids, attention_mask, embeddings.padding_idx)
     states = embeddings.LayerNorm(
@@ -60,28 +126,14 @@ def classify(
     )
     sequences, tokens, hidden = states.shape
     heads = model.config.num_attention_heads
-    seen = packed.attention_mask()
-
-    def split(x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (heads, hidden // heads)).transpose(1, 2)
-
-    for layer in model.roberta.encoder.layer:
-        attention = layer.attention.self
-        if hasattr(attention, "qkv"):  # `fuse_query_key_value`'s
-            query, key, value = attention.qkv(states).split(hidden, dim=-1)
-        else:
-            query, key, value = (
-                attention.query(states),
-                attention.key(states),
-                attention.value(states),
-            )
-        context = functional.scaled_dot_product_attention(
-            split(query), split(key), split(value), attn_mask=seen
-        )
+    by_head = (sequences, tokens, 3, heads, hidden // heads)
+    bias = packed.attention_bias(states.dtype)
+    for layer in layers:
+        # (3, sequences, heads, tokens, head size): query, key and value, split into heads.
+        query, key, value = layer.query_key_value(states).view(by_head).permute(2, 0, 3, 1, 4)
+        context = functional.scaled_dot_product_attention(query, key, value, attn_mask=bias)
         merged = context.transpose(1, 2).reshape(sequences, tokens, hidden)
-        output = layer.attention.output
-        states = output.LayerNorm(output.dense(merged) + states)
-        hidden_states = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(states))
-        states = layer.output.LayerNorm(layer.output.dense(hidden_states) + states)
+        states = layer.attention_norm(layer.attention_output(merged) + states)
+        states = layer.output_norm(layer.output(layer.intermediate(states)) + states)
     # The head reads each text's first token (`<s>`).
     return model.classifier(packed.firsts(states)[:, None])

@@ -44,6 +44,15 @@ class PackedTexts:
         """
         return (self.texts[:, :, None] == self.texts[:, None, :])[:, None]
 
+    def attention_bias(self, dtype: torch.dtype) -> torch.Tensor:
+        """`attention_mask` as the scores' addend (0 or -inf), made once for every layer.
+
+        Given the boolean mask, attention converts it again in each of RoBERTa's 12 layers.
+        """
+        mask = self.attention_mask()
+        bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
+        return bias.masked_fill_(~mask, float("-inf"))
+
     def firsts(self, states: torch.Tensor) -> torch.Tensor:
         """Each text's first token from `states` of shape (sequences, length, ...)."""
         return states[self.first_sequence, self.first_offset]

@@ -47,6 +47,15 @@ def test_a_token_sees_the_tokens_of_its_own_text_only():
     assert seen.any(dim=1).all()  # padding sees padding: no empty row
 
 
+def test_the_attention_bias_adds_nothing_where_a_token_sees_and_minus_infinity_elsewhere():
+    packed = pack_texts(*padded(3, 2, 70), PAD)
+    bias = packed.attention_bias(torch.bfloat16)
+    seen = packed.attention_mask()
+    assert bias.dtype == torch.bfloat16 and bias.shape == seen.shape
+    assert bias[seen].eq(0).all()
+    assert bias[~seen].eq(float("-inf")).all()
+
+
 def test_texts_that_do_not_fit_together_go_to_further_sequences():
     lengths = (SEQUENCE_TOKENS - 4, 10, 3, SEQUENCE_TOKENS - 20)
     packed = pack_texts(*padded(*lengths), PAD)
