@@ -2,8 +2,8 @@
 
 A reply classifies three short texts (about 60 tokens), so RoBERTa's time is mostly reading
 its weights once; transformers' module structure, mask building and output objects add about
-a tenth on top (side by side in bf16, three texts: 21.3–23.0 against 24.5–24.8 ms). This calls
-the very same modules, so every precision of `core.precision` applies, with what a batch of
+a tenth on top (side by side in bf16, three texts: 21.3–23.0 against 24.5–24.8 ms). This runs
+the very same layers, so every precision of `core.precision` applies, with what a batch of
 texts needs and nothing else. The texts run packed side by side (`core.text_packing`), not
 padded to the longest. A test holds it to transformers' logits.
 
@@ -28,11 +28,7 @@ from torch import nn
 from torch.nn import functional
 from transformers import RobertaForSequenceClassification
 
-from core.linear_layers import (
-    Product,
-    product_of,
-    stack_linear_layers,
-)
+from core.linear_layers import Product, product_of, stack_linear_layers
 from core.text_packing import pack_texts
 
 
