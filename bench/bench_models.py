@@ -162,7 +162,6 @@ def build_models(root: Path) -> tuple[Path, Path]:
     if (caption / "config.json").is_file() and (sentiment / "config.json").is_file():
         return caption, sentiment
     import torch
-    from tokenizers import ByteLevelBPETokenizer
     from transformers import (
         BertTokenizerFast,
         BlipConfig,
@@ -171,8 +170,9 @@ def build_models(root: Path) -> tuple[Path, Path]:
         BlipProcessor,
         RobertaConfig,
         RobertaForSequenceClassification,
-        RobertaTokenizerFast,
     )
+
+    from tests.tiny_models import roberta_tokenizer
 
     torch.manual_seed(0)
     caption.mkdir(parents=True, exist_ok=True)
@@ -208,22 +208,8 @@ def build_models(root: Path) -> tuple[Path, Path]:
     del model
 
     sentiment.mkdir(parents=True, exist_ok=True)
-    bpe = ByteLevelBPETokenizer()
     corpus = [*TEXTS, *CAPTIONS, " ".join(words)] * 3
-    bpe.train_from_iterator(
-        corpus,
-        vocab_size=2000,
-        min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
-        show_progress=False,
-    )
-    trained = json.loads(bpe.to_str())["model"]
-    bpe_vocab = dict(trained["vocab"])
-    bpe_vocab["<mask>"] = len(bpe_vocab)
-    merges = [tuple(merge) for merge in trained["merges"]]
-    RobertaTokenizerFast(vocab=bpe_vocab, merges=merges, model_max_length=512).save_pretrained(
-        sentiment
-    )
+    roberta_tokenizer(corpus, 2000, model_max_length=512).save_pretrained(sentiment)
     config = RobertaConfig(**ROBERTA, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
     RobertaForSequenceClassification(config).eval().save_pretrained(sentiment)
     return caption, sentiment

@@ -13,7 +13,7 @@ and sentiment scores are arbitrary unless a `winning_label` is asked for.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +160,7 @@ def build_tiny_roberta(
     if winning_label is not None and winning_label not in label2id:
         raise ValueError(f"winning_label {winning_label!r} is not one of {sorted(label2id)}")
 
-    tokenizer = _roberta_tokenizer(model_max_length)
+    tokenizer = roberta_tokenizer(_SENTIMENT_CORPUS, 400, model_max_length)
     config = RobertaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -201,12 +201,17 @@ def _bert_tokenizer(vocab_file: Path) -> BertTokenizerFast:
     return tokenizer
 
 
-def _roberta_tokenizer(model_max_length: int | None) -> RobertaTokenizerFast:
-    """Byte-level BPE trained on a few sentences, special tokens placed as in RoBERTa's vocab."""
+def roberta_tokenizer(
+    corpus: Iterable[str], vocab_size: int, model_max_length: int | None = None
+) -> RobertaTokenizerFast:
+    """Byte-level BPE trained on `corpus`, special tokens placed as in RoBERTa's vocab.
+
+    The benchmark's full-size RoBERTa uses it too (`bench.bench_models`).
+    """
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        _SENTIMENT_CORPUS,
-        vocab_size=400,
+        corpus,
+        vocab_size=vocab_size,
         min_frequency=1,
         special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
         show_progress=False,
