@@ -20,12 +20,7 @@ from transformers import (
 from core import precision as precisions
 from core.loading import load_model, load_pretrained
 from core.sentiment_base import Sentiment, preprocess_tweet
-from core.sentiment_encoding import (
-    classify,
-    encoder_layers,
-    encodes_plainly,
-    fuse_query_key_value,
-)
+from core.sentiment_encoding import LeanPass, encodes_plainly, fuse_query_key_value
 
 __all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
 
@@ -44,8 +39,7 @@ class SentimentClassifier:
         # RoBERTa's positions start after padding_idx, so two of max_position_embeddings are
         # unusable; the cardiffnlp tokenizer declares no limit of its own.
         self.max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings - 2)
-        # The lean pass's bare calls, bound to the converted model's weights once.
-        self._layers = encoder_layers(model) if encodes_plainly(model) else None
+        self._lean = LeanPass(model) if encodes_plainly(model) else None
 
     @classmethod
     def from_pretrained(
@@ -84,9 +78,8 @@ class SentimentClassifier:
     def forward(self, inputs: BatchEncoding) -> torch.Tensor:
         inputs = inputs.to(self._device)
         with torch.inference_mode():
-            if self._layers is not None:
-                ids, mask = inputs["input_ids"], inputs["attention_mask"]
-                return classify(self.model, self._layers, ids, mask)
+            if self._lean is not None:
+                return self._lean(inputs["input_ids"], inputs["attention_mask"])
             return self.model(**inputs).logits
 
     def postprocess(self, logits: torch.Tensor) -> list[Sentiment]:

@@ -33,7 +33,7 @@ from core.text_packing import pack_texts
 
 
 def encodes_plainly(model: nn.Module) -> bool:
-    """Whether `classify` gives what transformers' forward gives for this architecture."""
+    """Whether `LeanPass` gives what transformers' forward gives for this architecture."""
     if type(model) is not RobertaForSequenceClassification:
         return False
     config = model.config
@@ -45,7 +45,7 @@ def encodes_plainly(model: nn.Module) -> bool:
 def fuse_query_key_value(model: RobertaForSequenceClassification) -> None:
     """Stack each layer's query, key and value layers into one `qkv` layer, in place.
 
-    The three go, so only `classify` can run the model afterwards, not transformers' forward.
+    The three go, so only `LeanPass` can run the model afterwards, not transformers' forward.
     """
     for layer in model.roberta.encoder.layer:
         attention = layer.attention.self
@@ -66,7 +66,7 @@ class EncoderLayer:
 
 
 def encoder_layers(model: RobertaForSequenceClassification) -> tuple[EncoderLayer, ...]:
-    """`model`'s layers, in whatever mode `core.precision` converted them to, for `classify`."""
+    """`model`'s layers, in whatever mode `core.precision` converted them to, as bare calls."""
     return tuple(_encoder_layer(layer) for layer in model.roberta.encoder.layer)
 
 
@@ -103,33 +103,33 @@ def _norm(norm: nn.LayerNorm) -> Product:
     return lambda x: functional.layer_norm(x, shape, weight, bias, eps)
 
 
-def classify(
-    model: RobertaForSequenceClassification,
-    layers: Sequence[EncoderLayer],
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-) -> torch.Tensor:
-    """The logits of a padded batch of tokenized texts, run packed (`core.text_packing`).
+class LeanPass:
+    """`model`'s classification forward pass, its layers bound once (`encoder_layers`)."""
 
-    `layers` are `encoder_layers(model)`.
-    """
-    embeddings = model.roberta.embeddings
-    packed = pack_texts(input_ids, attention_mask, embeddings.padding_idx)
-    states = embeddings.LayerNorm(
-        embeddings.word_embeddings(packed.input_ids)
-        + embeddings.position_embeddings(packed.position_ids)
-        + embeddings.token_type_embeddings.weight[0]
-    )
-    sequences, tokens, hidden = states.shape
-    heads = model.config.num_attention_heads
-    by_head = (sequences, tokens, 3, heads, hidden // heads)
-    bias = packed.attention_bias(states.dtype)
-    for layer in layers:
-        # (3, sequences, heads, tokens, head size): query, key and value, split into heads.
-        query, key, value = layer.query_key_value(states).view(by_head).permute(2, 0, 3, 1, 4)
-        context = functional.scaled_dot_product_attention(query, key, value, attn_mask=bias)
-        merged = context.transpose(1, 2).reshape(sequences, tokens, hidden)
-        states = layer.attention_norm(layer.attention_output(merged) + states)
-        states = layer.output_norm(layer.output(layer.intermediate(states)) + states)
-    # The head reads each text's first token (`<s>`).
-    return model.classifier(packed.firsts(states)[:, None])
+    def __init__(self, model: RobertaForSequenceClassification) -> None:
+        self.model = model
+        self.layers = encoder_layers(model)
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The logits of a padded batch of tokenized texts, run packed (`core.text_packing`)."""
+        model = self.model
+        embeddings = model.roberta.embeddings
+        packed = pack_texts(input_ids, attention_mask, embeddings.padding_idx)
+        states = embeddings.LayerNorm(
+            embeddings.word_embeddings(packed.input_ids)
+            + embeddings.position_embeddings(packed.position_ids)
+            + embeddings.token_type_embeddings.weight[0]
+        )
+        sequences, tokens, hidden = states.shape
+        heads = model.config.num_attention_heads
+        by_head = (sequences, tokens, 3, heads, hidden // heads)
+        bias = packed.attention_bias(states.dtype)
+        for layer in self.layers:
+            # (3, sequences, heads, tokens, head size): query, key and value, split into heads.
+            query, key, value = layer.query_key_value(states).view(by_head).permute(2, 0, 3, 1, 4)
+            context = functional.scaled_dot_product_attention(query, key, value, attn_mask=bias)
+            merged = context.transpose(1, 2).reshape(sequences, tokens, hidden)
+            states = layer.attention_norm(layer.attention_output(merged) + states)
+            states = layer.output_norm(layer.output(layer.intermediate(states)) + states)
+        # The head reads each text's first token (`<s>`).
+        return model.classifier(packed.firsts(states)[:, None])

@@ -43,7 +43,7 @@ def transformers_model(path: str, mode: str, hardware) -> RobertaForSequenceClas
 def test_the_lean_pass_gives_transformers_logits(tiny_models, mode, hardware, tolerance):
     path = str(tiny_models.sentiment)
     classifier = SentimentClassifier.from_pretrained(path, precision=mode, hardware=hardware)
-    assert classifier._layers is not None
+    assert classifier._lean is not None
     inputs = classifier.preprocess(TEXTS)
     with torch.inference_mode():
         reference = transformers_model(path, mode, hardware)(**inputs).logits
@@ -66,7 +66,7 @@ def test_query_key_and_value_are_one_product_and_an_unfused_model_gives_the_same
     assert attention.qkv.out_features == 3 * attention.qkv.in_features
     assert not hasattr(attention, "query")
     unfused = SentimentClassifier(fused.tokenizer, transformers_model(path, BF16, CPU_WITH_BF16))
-    assert unfused._layers is not None
+    assert unfused._lean is not None
     inputs = fused.preprocess(TEXTS)
     torch.testing.assert_close(fused.forward(inputs), unfused.forward(inputs), atol=0.03, rtol=0)
 
@@ -74,7 +74,7 @@ def test_query_key_and_value_are_one_product_and_an_unfused_model_gives_the_same
 def test_fp32_keeps_the_checkpoints_own_query_key_and_value(tiny_models):
     classifier = SentimentClassifier.from_pretrained(str(tiny_models.sentiment))
     attention = classifier.model.roberta.encoder.layer[0].attention.self
-    assert not hasattr(attention, "qkv") and classifier._layers is not None
+    assert not hasattr(attention, "qkv") and classifier._lean is not None
 
 
 def test_other_architectures_go_through_transformers():
