@@ -44,10 +44,14 @@ class PackedLinear(nn.Module):
         # "tanh", GELU's two forms; "" for none.
         self.gelu = ""
 
+    def post_op(self) -> tuple[str, str]:
+        """oneDNN's attribute and algorithm for what is applied to the product: GELU or none."""
+        return ("gelu", self.gelu) if self.gelu else ("none", "")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        attribute = "gelu" if self.gelu else "none"
+        attribute, algorithm = self.post_op()
         return torch.ops.mkldnn._linear_pointwise(
-            x, self.packed_weight, self.bias, attribute, [], self.gelu
+            x, self.packed_weight, self.bias, attribute, [], algorithm
         )
 
     def extra_repr(self) -> str:
@@ -106,7 +110,7 @@ def product_of(layer: nn.Module) -> Product:
     if isinstance(layer, PackedLinear):
         kernel = torch.ops.mkldnn._linear_pointwise.default
         weight, bias = layer.packed_weight, layer.bias
-        attribute, algorithm = ("gelu", layer.gelu) if layer.gelu else ("none", "")
+        attribute, algorithm = layer.post_op()
         return lambda x: kernel(x, weight, bias, attribute, [], algorithm)
     if type(layer) is nn.Linear:
         weight, bias = layer.weight, layer.bias
