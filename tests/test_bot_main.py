@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.child_env import child_env
 from tests.fake_botapi import FakeBotApi
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def bot_env(tmp_path: Path, **values: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "CAPTION_"))}
-    return {**keep, "PYTHONPATH": str(REPO), "RECORDS_PATH": str(tmp_path / "r.csv"), **values}
+    records = str(tmp_path / "r.csv")
+    return child_env(drop=("TELEGRAM_", "CAPTION_"), RECORDS_PATH=records, **values)
 
 
 async def test_without_a_token_it_exits_at_once_saying_where_to_get_one(tmp_path):

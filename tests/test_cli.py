@@ -2,7 +2,6 @@
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from core.cli import main
+from tests.child_env import child_env
 from tests.pictures import picture
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -106,7 +104,7 @@ def test_python_dash_m_core_runs_the_whole_pipeline(env):
         [sys.executable, "-m", "core", "analyze", "--caption", "a dog", "--text", "yay", "--json"],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=child_env(),
         check=False,
         timeout=120,
     )

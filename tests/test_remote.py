@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
@@ -27,10 +25,10 @@ from core.images import load_image
 from core.pipeline import IMAGE, Analysis, Pipeline
 from core.remote import BUSY, Backoff, RemoteCaptioner, RemoteClassifier
 from core.sentiment_base import Sentiment
+from tests.child_env import child_env
 from tests.fake_inference import TOKEN, FakeInference, Reply
 from tests.pictures import picture
 
-REPO = Path(__file__).resolve().parent.parent
 BLIP = "Salesforce/blip-image-captioning-base"
 ROBERTA = "cardiffnlp/twitter-roberta-base-sentiment-latest"
 
@@ -348,10 +346,8 @@ settings = Settings.from_env(dotenv_path=None)
 pipeline = Pipeline.from_settings(settings)
 print(json.dumps({name: name in sys.modules for name in ("torch", "transformers")}))
 """
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env = {
-        **keep,
-        "PYTHONPATH": str(REPO),
+        **child_env(drop=("HF_", "TRANSFORMERS_")),
         "TELEGRAM_BOT_TOKEN": "1:test",
         "CAPTION_BACKEND": "api",
         "CAPTION_ENDPOINT": server.url("caption"),
@@ -368,10 +364,8 @@ print(json.dumps({name: name in sys.modules for name in ("torch", "transformers"
 
 
 def test_the_bot_stops_at_start_with_one_line_when_the_token_is_refused(server, tmp_path):
-    keep = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
     env = {
-        **keep,
-        "PYTHONPATH": str(REPO),
+        **child_env(drop=("HF_", "TRANSFORMERS_")),
         "TELEGRAM_BOT_TOKEN": "1:test",
         "RECORDS_PATH": str(tmp_path / "records.csv"),
         "CAPTION_BACKEND": "api",

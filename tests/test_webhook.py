@@ -8,20 +8,18 @@ as Telegram would; only those with the right `X-Telegram-Bot-Api-Secret-Token` g
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.child_env import child_env
 from tests.fake_botapi import FakeBotApi
 from tests.fake_inference import TOKEN, FakeInference
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "webhook-Secret_123"
 HOOK_PATH = "/telegram/hook"
 
@@ -54,14 +52,8 @@ async def test_the_webhook_takes_updates_only_with_the_secret_token(tmp_path):
     port = free_port()
     with FakeInference() as inference:
         async with FakeBotApi() as api:
-            keep = {
-                k: v
-                for k, v in os.environ.items()
-                if not k.startswith(("HF_", "TRANSFORMERS_", "TELEGRAM_", "CAPTION_", "WEBHOOK_"))
-            }
             env = {
-                **keep,
-                "PYTHONPATH": str(REPO),
+                **child_env(drop=("HF_", "TRANSFORMERS_", "TELEGRAM_", "CAPTION_", "WEBHOOK_")),
                 "RECORDS_PATH": str(tmp_path / "records.csv"),
                 "TELEGRAM_BOT_TOKEN": api.token,
                 "TELEGRAM_API_BASE_URL": api.root_url,
