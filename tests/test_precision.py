@@ -32,6 +32,9 @@ from tests.hardware import (
     CPU_WITHOUT_BF16,
     GPU,
     OLD_GPU,
+    THIS_GPU,
+    needs_gpu,
+    on_gpu,
 )
 from tests.pictures import picture
 from tests.tiny_models import SENTIMENT_LABELS
@@ -40,20 +43,29 @@ IMAGES = [load_image(picture((40, 30), colour)) for colour in [(255, 0, 0), (0, 
 TEXTS = ["sunflowers in a field. I am so happy", "sunflowers in a field", "life is hard"]
 
 
-@pytest.mark.parametrize("mode", [FP32, BF16, INT8])
-def test_each_mode_captions_every_photo(tiny_models, mode):
+ON_THE_CPU_AND_GPU = [
+    (FP32, CPU_WITH_BF16),
+    (BF16, CPU_WITH_BF16),
+    (INT8, CPU_WITH_BF16),
+    on_gpu(BF16, THIS_GPU),
+    on_gpu(FP16, THIS_GPU),
+]
+
+
+@pytest.mark.parametrize(("mode", "hardware"), ON_THE_CPU_AND_GPU)
+def test_each_mode_captions_every_photo(tiny_models, mode, hardware):
     captioner = Captioner.from_pretrained(
-        str(tiny_models.caption), precision=mode, hardware=CPU_WITH_BF16
+        str(tiny_models.caption), precision=mode, hardware=hardware
     )
     captions = captioner(IMAGES)
     assert captioner.precision == mode
     assert len(captions) == 2 and all(isinstance(c, str) and c for c in captions)
 
 
-@pytest.mark.parametrize("mode", [FP32, BF16, INT8])
-def test_each_mode_scores_every_text_with_the_models_labels(tiny_models, mode):
+@pytest.mark.parametrize(("mode", "hardware"), ON_THE_CPU_AND_GPU)
+def test_each_mode_scores_every_text_with_the_models_labels(tiny_models, mode, hardware):
     classifier = SentimentClassifier.from_pretrained(
-        str(tiny_models.sentiment), precision=mode, hardware=CPU_WITH_BF16
+        str(tiny_models.sentiment), precision=mode, hardware=hardware
     )
     results = classifier(TEXTS)
     assert classifier.precision == mode
@@ -281,6 +293,27 @@ def test_the_pipeline_loads_each_model_in_its_precision(tiny_models):
             SENTIMENT_PRECISION="int8",
         )
     )
-    assert (pipeline.captioner.precision, pipeline.classifier.precision) == (FP32, INT8)
+    # int8 is for CPUs; on a GPU it runs in half precision.
+    expected = precision.resolve(INT8, model=SENTIMENT, hardware=Hardware.detect())
+    assert (pipeline.captioner.precision, pipeline.classifier.precision) == (FP32, expected)
     analysis = pipeline.analyze("what a day", image=picture((40, 40), (250, 200, 0)))
     assert analysis.sentiment.label in SENTIMENT_LABELS.values()
+
+
+@needs_gpu
+def test_auto_on_a_gpu_runs_both_models_there_in_half_precision(tiny_models):
+    pipeline = Pipeline.from_settings(
+        settings(CAPTION_MODEL=str(tiny_models.caption), SENTIMENT_MODEL=str(tiny_models.sentiment))
+    )
+    half = BF16 if THIS_GPU.bf16 else FP16
+    assert (pipeline.captioner.precision, pipeline.classifier.precision) == (half, half)
+    for model in (pipeline.captioner.model, pipeline.classifier.model):
+        assert {p.device.type for p in model.parameters()} == {"cuda"}
+        assert {p.dtype for p in model.parameters()} == {precision.LOAD_DTYPES[half]}
+    on_the_cpu = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=FP32, hardware=CPU_WITH_BF16
+    )
+    analysis = pipeline.analyze("what a day", image=picture((40, 40), (250, 200, 0)))
+    expected = on_the_cpu([analysis.combined])[0]
+    assert analysis.sentiment.label == expected.label
+    assert analysis.sentiment.scores == pytest.approx(expected.scores, abs=0.03)

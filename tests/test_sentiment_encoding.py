@@ -7,10 +7,10 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
-from core.precision import BF16, FP32, INT8, LOAD_DTYPES, apply
+from core.precision import BF16, FP16, FP32, INT8, LOAD_DTYPES, apply
 from core.sentiment import SentimentClassifier
 from core.sentiment_encoding import encodes_plainly
-from tests.hardware import CPU_WITH_BF16, CPU_WITHOUT_BF16
+from tests.hardware import CPU_WITH_BF16, CPU_WITHOUT_BF16, THIS_GPU, on_gpu
 
 # Different lengths, so the batch is padded; a mention, a link, emoji.
 TEXTS = [
@@ -23,7 +23,7 @@ TEXTS = [
 def transformers_model(path: str, mode: str, hardware) -> RobertaForSequenceClassification:
     """The model as transformers runs it, in `mode`: its query, key and value not fused."""
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=LOAD_DTYPES[mode])
-    return apply(model.eval(), mode, hardware=hardware)
+    return apply(model.eval().to(hardware.device), mode, hardware=hardware)
 
 
 # bf16 and int8's bf16 activations: the two passes round in different places; 0.022 was the
@@ -31,6 +31,7 @@ def transformers_model(path: str, mode: str, hardware) -> RobertaForSequenceClas
 # int8 here is dynamic int8, which rounds the activations of each call with one scale, so a
 # text's logits depend on which rows share the call: transformers' own pass moves them by 0.047
 # between a text alone and in this batch, and the packed pass has other rows (0.08 seen).
+# On a GPU, fp32 products may run in TF32 and fp16 rounds to 10 bits instead of bf16's 7.
 @pytest.mark.parametrize(
     ("mode", "hardware", "tolerance"),
     [
@@ -38,22 +39,28 @@ def transformers_model(path: str, mode: str, hardware) -> RobertaForSequenceClas
         (BF16, CPU_WITH_BF16, 0.03),
         (INT8, CPU_WITH_BF16, 0.03),
         (INT8, CPU_WITHOUT_BF16, 0.15),
+        on_gpu(FP32, THIS_GPU, 1e-3),
+        on_gpu(BF16, THIS_GPU, 0.03),
+        on_gpu(FP16, THIS_GPU, 0.01),
     ],
 )
 def test_the_lean_pass_gives_transformers_logits(tiny_models, mode, hardware, tolerance):
     path = str(tiny_models.sentiment)
     classifier = SentimentClassifier.from_pretrained(path, precision=mode, hardware=hardware)
     assert classifier._lean is not None
-    inputs = classifier.preprocess(TEXTS)
+    inputs = classifier.preprocess(TEXTS).to(hardware.device)
     with torch.inference_mode():
         reference = transformers_model(path, mode, hardware)(**inputs).logits
     torch.testing.assert_close(classifier.forward(inputs), reference, atol=tolerance, rtol=0)
 
 
-@pytest.mark.parametrize("mode", [FP32, BF16])
-def test_a_texts_logits_do_not_depend_on_the_texts_it_is_packed_with(tiny_models, mode):
+@pytest.mark.parametrize(
+    ("mode", "hardware"),
+    [(FP32, CPU_WITH_BF16), (BF16, CPU_WITH_BF16), on_gpu(BF16, THIS_GPU), on_gpu(FP16, THIS_GPU)],
+)
+def test_a_texts_logits_do_not_depend_on_the_texts_it_is_packed_with(tiny_models, mode, hardware):
     path = str(tiny_models.sentiment)
-    classifier = SentimentClassifier.from_pretrained(path, precision=mode, hardware=CPU_WITH_BF16)
+    classifier = SentimentClassifier.from_pretrained(path, precision=mode, hardware=hardware)
     together = classifier.forward(classifier.preprocess(TEXTS))
     alone = torch.cat([classifier.forward(classifier.preprocess([text])) for text in TEXTS])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
