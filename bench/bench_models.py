@@ -30,7 +30,9 @@ agreement, score difference and caption word overlap with fp32 are measured too.
 
 Run: `python -m bench.bench_models [--quick]` (about 4 minutes on 2 cores; --quick, fp32, int8
 and auto only with fewer runs, under 2). `auto` is what the bot runs by default: each model in
-the mode `core.precision` picks for this machine.
+the mode `core.precision` picks for this machine. On a machine with a CUDA GPU the models run
+there: `--quick --modes fp32 bf16 fp16 auto` adds GPU memory and each batch size's first
+caption to the figures.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ MODES = ("fp32", "bf16", "int8", "int8-dynamic", "auto")
 QUICK_MODES = ("fp32", "int8", "auto")
 # int8-dynamic (full run only): int8 as a CPU without native bf16 runs it, PyTorch's dynamic
 # quantization (activations rounded to int8 too), measured here by hiding this CPU's bf16.
+# On a GPU, int8 runs in half precision: `--modes fp32 bf16 fp16 auto` measures what differs.
+GPU_ONLY_MODES = ("fp16",)
 
 # BLIP base (Salesforce/blip-image-captioning-base config.json).
 BLIP_VISION = dict(
@@ -298,6 +302,7 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
     load_s = time.perf_counter() - began
     gc.collect()
     loaded = memory_mib()
+    gpu_loaded = torch.cuda.memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
     pipeline = Pipeline(captioner, classifier)
     ours, largest = jpeg(OUR_PHOTO), jpeg(LARGEST_PHOTO)
     text = TEXTS[0]
@@ -318,8 +323,12 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
         "caption_b1": percentiles(timings(lambda: pipeline.caption([ours]), runs)),
     }
     for batch in (4, 8):
-        if not quick:
-            pipeline.caption([ours] * batch)  # a new shape: its one-time costs are not counted
+        # A new shape: its one-time costs are not counted, but kept. On a GPU in bf16 or fp16,
+        # the first caption of each batch size in a process takes about 1 s more; on a CPU,
+        # --quick saves the time.
+        if not quick or hardware.device != "cpu":
+            first = timings(lambda n=batch: pipeline.caption([ours] * n), 1)
+            result[f"caption_b{batch}_first_s"] = first[0]
         seconds = timings(lambda n=batch: pipeline.caption([ours] * n), 1 if quick else 2)
         result[f"caption_b{batch}_per_s"] = batch / statistics.median(seconds)
     reply = [f"{CAPTIONS[0]}. {text}", CAPTIONS[0], text]
@@ -345,6 +354,10 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
     result["rss_busy_mib"] = busy["VmRSS"]
     result["rss_steady_mib"] = after["VmRSS"]
     result["rss_peak_mib"] = after["VmHWM"]
+    if hardware.device.startswith("cuda"):
+        result["gpu_loaded_mib"] = gpu_loaded
+        result["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        result["gpu_name"] = torch.cuda.get_device_name()
     return result, pipeline, lambda: timings(lambda: pipeline.analyze(text, image=ours), runs)
 
 
@@ -541,6 +554,13 @@ def table(results: list[dict], fidelity: dict) -> str:
             for r in results
         )
     )
+    rows += [
+        f"{r['mode']} on {r['gpu_name']}: GPU memory loaded {r['gpu_loaded_mib']:.0f} MiB, "
+        f"peak {r['gpu_peak_mib']:.0f} MiB; the first caption of 4 / 8 photos "
+        f"{r['caption_b4_first_s']:.2f} / {r['caption_b8_first_s']:.2f} s"
+        for r in results
+        if "gpu_name" in r
+    ]
     proxy = fidelity.get("proxy", {})
     lines = [f"\nFidelity vs fp32, {proxy.get('model', 'proxy')}:"]
     for mode in (*FIDELITY_MODES, ONNX_INT8):
@@ -575,7 +595,10 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument(
-        "--modes", nargs="+", choices=MODES, help="default: all; with --quick: fp32 int8 auto"
+        "--modes",
+        nargs="+",
+        choices=MODES + GPU_ONLY_MODES,
+        help="default: all but fp16 (GPUs only); with --quick: fp32 int8 auto",
     )
     parser.add_argument(
         "--real-models",
