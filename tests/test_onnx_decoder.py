@@ -17,7 +17,11 @@ SETTINGS = GenerationSettings(max_new_tokens=12)
 # one whose logit was 0.008 above the next. int8 must agree with fp32 wherever fp32's choice
 # of every word was clear by this much.
 CLEAR_MARGIN = 0.02
-MORE_COLOURS = [*COLOURS, (200, 200, 0), (0, 120, 255), (90, 0, 90), (255, 128, 0), (60, 60, 60)]
+MORE_COLOURS = [
+    *COLOURS,
+    *[(200, 200, 0), (0, 120, 255), (90, 0, 90), (255, 128, 0), (60, 60, 60)],
+    *[(30, 160, 160), (220, 30, 120), (140, 200, 40), (100, 100, 220), (180, 120, 200)],
+]
 
 
 @pytest.fixture(scope="module")
