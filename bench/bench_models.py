@@ -302,7 +302,8 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
     load_s = time.perf_counter() - began
     gc.collect()
     loaded = memory_mib()
-    gpu_loaded = torch.cuda.memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+    on_gpu = hardware.device.startswith("cuda")
+    gpu_loaded = torch.cuda.memory_allocated() / 2**20 if on_gpu else 0.0
     pipeline = Pipeline(captioner, classifier)
     ours, largest = jpeg(OUR_PHOTO), jpeg(LARGEST_PHOTO)
     text = TEXTS[0]
@@ -326,7 +327,7 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
         # A new shape: its one-time costs are not counted, but kept. On a GPU in bf16 or fp16,
         # the first caption of each batch size in a process takes about 1 s more; on a CPU,
         # --quick saves the time.
-        if not quick or hardware.device != "cpu":
+        if not quick or on_gpu:
             first = timings(lambda n=batch: pipeline.caption([ours] * n), 1)
             result[f"caption_b{batch}_first_s"] = first[0]
         seconds = timings(lambda n=batch: pipeline.caption([ours] * n), 1 if quick else 2)
@@ -354,7 +355,7 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
     result["rss_busy_mib"] = busy["VmRSS"]
     result["rss_steady_mib"] = after["VmRSS"]
     result["rss_peak_mib"] = after["VmHWM"]
-    if hardware.device.startswith("cuda"):
+    if on_gpu:
         result["gpu_loaded_mib"] = gpu_loaded
         result["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
         result["gpu_name"] = torch.cuda.get_device_name()
