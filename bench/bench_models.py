@@ -32,7 +32,7 @@ BLIP's text decoder) gives the cosine similarity of each mode's sentence embeddi
 on a fixed text set; when the real BLIP and RoBERTa are in the Hugging Face cache, their label
 agreement, score difference and caption word overlap with fp32 are measured too.
 
-Run: `python -m bench.bench_models [--quick]` (about 4 minutes on 2 cores; --quick, fp32, int8
+Run: `python -m bench.bench_models [--quick]` (about 5 minutes on 2 cores; --quick, fp32, int8
 and auto only with fewer runs, under 2). `auto` is what the bot runs by default: each model in
 the mode `core.precision` picks for this machine. On a machine with a CUDA GPU the models run
 there: `--quick --modes fp32 bf16 fp16 auto` adds GPU memory and each batch size's first
