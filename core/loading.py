@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TypeVar
 
+from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
 from core.errors import ModelLoadError
@@ -23,8 +25,18 @@ M = TypeVar("M", bound=nn.Module)
 def load_pretrained(
     loader: Callable[..., T], name_or_path: str, *, variable: str, token: str | None, **kwargs
 ) -> T:
-    """Same call for a hub id and a local folder; the first hub download shows its progress bars."""
+    """Same call for a hub id and a local folder; the first hub download shows its progress bars.
+
+    A hub model already in the Hugging Face cache loads from there without asking the hub
+    for a newer copy: while the hub could not be reached, huggingface_hub retried each file
+    five times, and a start took 7 minutes. What the cache lacks is still downloaded.
+    """
     try:
+        if in_hub_cache(name_or_path):
+            try:
+                return loader(name_or_path, token=token, local_files_only=True, **kwargs)
+            except OSError as error:
+                log.info("%s is not all in the cache (%s); asking the hub", name_or_path, error)
         return loader(name_or_path, token=token, **kwargs)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -33,6 +45,16 @@ def load_pretrained(
             f"Fix: run once with network access so it is saved in the Hugging Face cache, "
             f"or set {variable} to a local folder made with save_pretrained()."
         ) from None
+
+
+def in_hub_cache(name_or_path: str) -> bool:
+    """A hub id (not a folder here) whose config is in the Hugging Face cache."""
+    if Path(name_or_path).is_dir():
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(name_or_path, "config.json"), str)
+    except ValueError:  # not a valid hub id either: the load will say so
+        return False
 
 
 def load_model(

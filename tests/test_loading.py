@@ -1,13 +1,23 @@
 """A model that cannot be loaded stops everything with one line that says how to fix it."""
 
+import json
 import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from core.captioner import Captioner
 from core.cli import main
+from core.config import DEFAULT_CAPTION_MODEL, DEFAULT_SENTIMENT_MODEL
 from core.errors import ModelLoadError
 from core.sentiment import SentimentClassifier
+from tests.child_env import child_env
+from tests.pictures import picture
 
 
 def test_an_unknown_hub_id_offline_names_the_model_and_the_fix():
@@ -40,3 +50,83 @@ def test_the_cli_prints_one_line_not_a_stack_trace(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert err.startswith("error: Could not load the model") and "(CAPTION_MODEL)" in err
     assert "Traceback" not in err and err.count("\n") == 1
+
+
+class _NoSuchFile(BaseHTTPRequestHandler):
+    """A hub that has nothing: every request is kept, and answered 404."""
+
+    def do_HEAD(self) -> None:
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        self.send_response(404)
+        self.end_headers()
+
+    do_GET = do_HEAD
+
+    def log_message(self, *args: object) -> None:
+        """Quiet: the test reads `paths`."""
+
+
+@pytest.fixture
+def hub() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoSuchFile)
+    server.paths = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def hf_home(tiny_models, tmp_path) -> Path:
+    """A Hugging Face cache holding the tiny models under the app's model ids."""
+    home = tmp_path / "hf"
+    commit = "0" * 40
+    for repo, folder in (
+        (DEFAULT_CAPTION_MODEL, tiny_models.caption),
+        (DEFAULT_SENTIMENT_MODEL, tiny_models.sentiment),
+    ):
+        cached = home / "hub" / f"models--{repo.replace('/', '--')}"
+        shutil.copytree(folder, cached / "snapshots" / commit)
+        (cached / "refs").mkdir()
+        (cached / "refs" / "main").write_text(commit)
+    return home
+
+
+def analyze_online(hf_home: Path, hub: ThreadingHTTPServer, tmp_path: Path):
+    """`python -m core analyze` on a photo with the app's models, the hub not switched off."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(picture())
+    command = [sys.executable, "-m", "core", "analyze", "--image", str(photo), "--text", "yay"]
+    return subprocess.run(
+        [*command, "--json", "--no-record"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=child_env(
+            drop=("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CAPTION_", "SENTIMENT_"),
+            HF_HOME=str(hf_home),
+            HF_ENDPOINT=f"http://127.0.0.1:{hub.server_port}",
+        ),
+        check=False,
+        timeout=120,
+    )
+
+
+def test_models_in_the_cache_load_without_asking_the_hub(hf_home, hub, tmp_path):
+    result = analyze_online(hf_home, hub, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["label"] in {"positive", "neutral", "negative"}
+    # Nothing about either model (huggingface_hub may still fetch its own registry of agents).
+    models = (DEFAULT_CAPTION_MODEL, DEFAULT_SENTIMENT_MODEL)
+    asked = [path for path in hub.paths if any(model in path for model in models)]  # type: ignore[attr-defined]
+    assert asked == []
+
+
+def test_a_model_partly_in_the_cache_asks_the_hub_for_the_rest(hf_home, hub, tmp_path):
+    for weights in hf_home.glob("hub/models--Salesforce--*/snapshots/*/*.safetensors"):
+        weights.unlink()
+    result = analyze_online(hf_home, hub, tmp_path)
+    assert result.returncode == 2
+    assert f"Could not load the model '{DEFAULT_CAPTION_MODEL}' (CAPTION_MODEL)" in result.stderr
+    assert any(DEFAULT_CAPTION_MODEL in path for path in hub.paths)  # type: ignore[attr-defined]
