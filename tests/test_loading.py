@@ -52,11 +52,19 @@ def test_the_cli_prints_one_line_not_a_stack_trace(tmp_path, monkeypatch, capsys
     assert "Traceback" not in err and err.count("\n") == 1
 
 
-class _NoSuchFile(BaseHTTPRequestHandler):
-    """A hub that has nothing: every request is kept, and answered 404."""
+class _EmptyHub(ThreadingHTTPServer):
+    """A hub that has nothing: each request's path is kept in `paths`, and answered 404."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _NotFound)
+        self.paths: list[str] = []
+
+
+class _NotFound(BaseHTTPRequestHandler):
+    server: _EmptyHub
 
     def do_HEAD(self) -> None:
-        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        self.server.paths.append(self.path)
         self.send_response(404)
         self.end_headers()
 
@@ -67,9 +75,8 @@ class _NoSuchFile(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def hub() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoSuchFile)
-    server.paths = []  # type: ignore[attr-defined]
+def hub() -> Iterator[_EmptyHub]:
+    server = _EmptyHub()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -93,7 +100,7 @@ def hf_home(tiny_models, tmp_path) -> Path:
     return home
 
 
-def analyze_online(hf_home: Path, hub: ThreadingHTTPServer, tmp_path: Path):
+def analyze_online(hf_home: Path, hub: _EmptyHub, tmp_path: Path) -> subprocess.CompletedProcess:
     """`python -m core analyze` on a photo with the app's models, the hub not switched off."""
     photo = tmp_path / "photo.png"
     photo.write_bytes(picture())
@@ -119,7 +126,7 @@ def test_models_in_the_cache_load_without_asking_the_hub(hf_home, hub, tmp_path)
     assert json.loads(result.stdout)["label"] in {"positive", "neutral", "negative"}
     # Nothing about either model (huggingface_hub may still fetch its own registry of agents).
     models = (DEFAULT_CAPTION_MODEL, DEFAULT_SENTIMENT_MODEL)
-    asked = [path for path in hub.paths if any(model in path for model in models)]  # type: ignore[attr-defined]
+    asked = [path for path in hub.paths if any(model in path for model in models)]
     assert asked == []
 
 
@@ -129,4 +136,4 @@ def test_a_model_partly_in_the_cache_asks_the_hub_for_the_rest(hf_home, hub, tmp
     result = analyze_online(hf_home, hub, tmp_path)
     assert result.returncode == 2
     assert f"Could not load the model '{DEFAULT_CAPTION_MODEL}' (CAPTION_MODEL)" in result.stderr
-    assert any(DEFAULT_CAPTION_MODEL in path for path in hub.paths)  # type: ignore[attr-defined]
+    assert any(DEFAULT_CAPTION_MODEL in path for path in hub.paths)
