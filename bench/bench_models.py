@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # core imports torch; the parent process of the benchmark never does
+    from core.captioner import Captioner
     from core.precision import Hardware
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,6 +270,19 @@ def hardware_for(mode: str) -> tuple[str, Hardware]:
     return mode, hardware
 
 
+def load_captioner(caption_dir: Path, requested: str, hardware: Hardware) -> Captioner:
+    """BLIP through `core`, as the bot loads it, every caption forced to `CAPTION_TOKENS`."""
+    from core.captioner import Captioner
+    from core.config import GenerationSettings
+
+    return Captioner.from_pretrained(
+        str(caption_dir),
+        generation=GenerationSettings(max_new_tokens=CAPTION_TOKENS),
+        precision=requested,
+        hardware=hardware,
+    )
+
+
 def run_mode(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> dict:
     """One precision, measured in this (fresh) process, all on one inference thread.
 
@@ -288,20 +302,13 @@ def run_mode(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
 def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> tuple:
     import torch
 
-    from core.captioner import Captioner
-    from core.config import GenerationSettings
     from core.memory import release_freed_memory
     from core.pipeline import Analysis, Pipeline
     from core.sentiment import SentimentClassifier
 
     requested, hardware = hardware_for(mode)
     began = time.perf_counter()
-    captioner = Captioner.from_pretrained(
-        str(caption_dir),
-        generation=GenerationSettings(max_new_tokens=CAPTION_TOKENS),
-        precision=requested,
-        hardware=hardware,
-    )
+    captioner = load_captioner(caption_dir, requested, hardware)
     classifier = SentimentClassifier.from_pretrained(
         str(sentiment_dir), precision=requested, hardware=hardware
     )
@@ -392,20 +399,12 @@ def run_side_by_side(caption_dir: Path, quick: bool) -> dict:
 
 
 def _side_by_side(caption_dir: Path, quick: bool) -> dict:
-    from core.captioner import Captioner
-    from core.config import GenerationSettings
     from core.images import load_image
 
     photo = load_image(jpeg(OUR_PHOTO))
     captioners = {}
     for mode in ("fp32", "auto"):
-        requested, hardware = hardware_for(mode)
-        captioners[mode] = Captioner.from_pretrained(
-            str(caption_dir),
-            generation=GenerationSettings(max_new_tokens=CAPTION_TOKENS),
-            precision=requested,
-            hardware=hardware,
-        )
+        captioners[mode] = load_captioner(caption_dir, *hardware_for(mode))
         captioners[mode]([photo])  # its one-time costs, not counted
     seconds: dict[str, list[float]] = {mode: [] for mode in captioners}
     for _ in range(5 if quick else 12):
@@ -539,12 +538,11 @@ def _word_overlap(a: str, b: str) -> float:
 
 
 def cached_real_models() -> tuple[str, str] | None:
-    from huggingface_hub import try_to_load_from_cache
-
     from core.config import DEFAULT_CAPTION_MODEL, DEFAULT_SENTIMENT_MODEL
+    from core.loading import in_hub_cache
 
     names = (DEFAULT_CAPTION_MODEL, DEFAULT_SENTIMENT_MODEL)
-    if all(isinstance(try_to_load_from_cache(name, "config.json"), str) for name in names):
+    if all(in_hub_cache(name) for name in names):
         return names
     return None
 
