@@ -132,8 +132,11 @@ def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessio
     # the rest when the inference thread goes idle (`core.memory`), 32 MiB after 8 photos.
     options.enable_cpu_mem_arena = False
     # Threads spin between the graph's nodes rather than sleep: 10–12 instead of 13–14 ms a
-    # step. Classification in torch right after a caption was no slower (18–24 ms either way).
+    # step. But they stop as soon as a step returns: left to spin on (about 20 ms), they took
+    # the two cores from torch, and a reply's three texts classified right after a caption took
+    # 36–40 instead of 18 ms. Captions are as fast either way.
     options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     # Weights handed over in a file beside the graph are mapped, repacked for the int8 kernel
     # and let go; handed over in memory, ONNX Runtime keeps them as well: 304 against 170 MiB.
     with tempfile.TemporaryDirectory(prefix="blip-decoder-") as folder:
