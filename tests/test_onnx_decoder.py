@@ -1,15 +1,17 @@
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
 
 from core.captioner import Captioner
 from core.config import GenerationSettings
 from core.images import load_image
-from core.onnx_decoder import OnnxTextDecoder, TransposedLinear, quantize_blocks
+from core.onnx_decoder import ImageKeysValues, OnnxTextDecoder, quantize_blocks
 from core.precision import AUTO, BF16, BF16_INT8_DECODER, FP32, FP32_INT8_DECODER, INT8
 from tests.child_env import child_env
 from tests.hardware import CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITH_VNNI_ONLY
@@ -140,17 +142,25 @@ def test_auto_runs_the_decoder_in_int8_and_the_rest_of_the_captioner_in_float(
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_the_image_keys_come_out_transposed_as_the_linear_layer_computes_them(dtype):
+def test_image_keys_and_values_come_out_as_each_layer_computes_them_in_the_graphs_layout(dtype):
     torch.manual_seed(0)
-    linear = torch.nn.Linear(32, 48).to(dtype)
-    transposed = TransposedLinear(linear)
-    photos = torch.randn(3, 577, 32, dtype=dtype)
-    with torch.inference_mode():
-        out, reference = transposed(photos), linear(photos).mT
-    assert out.shape == (3, 48, 577)
-    torch.testing.assert_close(
-        out, reference, atol=0.05 if dtype == torch.bfloat16 else 1e-5, rtol=0
-    )
+    crosses = [
+        SimpleNamespace(key=nn.Linear(24, 32).to(dtype), value=nn.Linear(24, 32).to(dtype))
+        for _ in range(3)
+    ]
+    project = ImageKeysValues(crosses, heads=4)
+    for batch in (3, 1, 2):  # the later calls reuse the first one's buffers
+        photos = torch.randn(batch, 10, 24, dtype=dtype)
+        with torch.inference_mode():
+            keys_t, values = project(photos)
+            heads = [(c.key(photos), c.value(photos)) for c in crosses]
+        split = [(k.view(batch, 10, 4, 8), v.view(batch, 10, 4, 8)) for k, v in heads]
+        # (layer, batch, head, head size, image) and (layer, batch, head, image, head size)
+        expected_keys_t = torch.stack([k.permute(0, 2, 3, 1) for k, _ in split]).float()
+        expected_values = torch.stack([v.transpose(1, 2) for _, v in split]).float()
+        tolerance = 0.05 if dtype == torch.bfloat16 else 1e-5
+        torch.testing.assert_close(keys_t, expected_keys_t, atol=tolerance, rtol=0)
+        torch.testing.assert_close(values, expected_values, atol=tolerance, rtol=0)
 
 
 # Run in a child process, so that no other thread of the test run is counted: captions with
