@@ -73,11 +73,9 @@ class OnnxTextDecoder(nn.Module):
 
     def greedy_steps(self, image_embeds: torch.Tensor, max_new_tokens: int) -> Step:
         """`core.caption_decoding.Steps`: the caches grow inside the graph, so no length is set."""
-        batch = image_embeds.shape[0]
-        heads = self.config.num_attention_heads
-        head_size = self.config.hidden_size // heads
         keys_t, values = self.image_keys_values(image_embeds)
         keys_t, values = keys_t.numpy(), values.numpy()
+        _, batch, heads, head_size, _ = keys_t.shape
         empty_keys = np.zeros((batch, heads, head_size, 0), "f4")
         empty_values = np.zeros((batch, heads, 0, head_size), "f4")
         feeds: dict[str, np.ndarray] = {}

@@ -153,8 +153,8 @@ def test_image_keys_and_values_come_out_as_each_layer_computes_them_in_the_graph
         photos = torch.randn(batch, 10, 24, dtype=dtype)
         with torch.inference_mode():
             keys_t, values = project(photos)
-            heads = [(c.key(photos), c.value(photos)) for c in crosses]
-        split = [(k.view(batch, 10, 4, 8), v.view(batch, 10, 4, 8)) for k, v in heads]
+            outputs = [(c.key(photos), c.value(photos)) for c in crosses]
+        split = [(k.view(batch, 10, 4, 8), v.view(batch, 10, 4, 8)) for k, v in outputs]
         # (layer, batch, head, head size, image) and (layer, batch, head, image, head size)
         expected_keys_t = torch.stack([k.permute(0, 2, 3, 1) for k, _ in split]).float()
         expected_values = torch.stack([v.transpose(1, 2) for _, v in split]).float()
