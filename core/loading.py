@@ -23,18 +23,31 @@ M = TypeVar("M", bound=nn.Module)
 
 
 def load_pretrained(
-    loader: Callable[..., T], name_or_path: str, *, variable: str, token: str | None, **kwargs
+    loader: Callable[..., T],
+    name_or_path: str,
+    *,
+    variable: str,
+    token: str | None,
+    adapters: bool = False,
+    **kwargs,
 ) -> T:
     """Same call for a hub id and a local folder; the first hub download shows its progress bars.
 
     A hub model already in the Hugging Face cache loads from there without asking the hub
     for a newer copy: while the hub could not be reached, huggingface_hub retried each file
     five times, and a start took 7 minutes. What the cache lacks is still downloaded.
+
+    `adapters`: the loader is a model's, which also looks for a PEFT adapter where peft is
+    installed. transformers 5's Auto classes do not pass `local_files_only` on to that lookup,
+    so a cached sentiment model still asked the hub for its `adapter_config.json`.
     """
     try:
         if in_hub_cache(name_or_path):
+            cached_only: dict[str, object] = {"local_files_only": True}
+            if adapters:
+                cached_only["adapter_kwargs"] = {"local_files_only": True}
             try:
-                return loader(name_or_path, token=token, local_files_only=True, **kwargs)
+                return loader(name_or_path, token=token, **cached_only, **kwargs)
             except OSError as error:
                 log.info("%s is not all in the cache (%s); asking the hub", name_or_path, error)
         return loader(name_or_path, token=token, **kwargs)
@@ -81,7 +94,12 @@ def load_model(
     name = model.upper()
     mode = resolve(precision, model=model, hardware=hardware, variable=f"{name}_PRECISION")
     loaded = load_pretrained(
-        loader, name_or_path, variable=f"{name}_MODEL", token=token, dtype=LOAD_DTYPES[mode]
+        loader,
+        name_or_path,
+        variable=f"{name}_MODEL",
+        token=token,
+        adapters=True,
+        dtype=LOAD_DTYPES[mode],
     )
     loaded = loaded.to(hardware.device)
     if prepare is not None:

@@ -100,8 +100,19 @@ def hf_home(tiny_models, tmp_path) -> Path:
     return home
 
 
-def analyze_online(hf_home: Path, hub: _EmptyHub, tmp_path: Path) -> subprocess.CompletedProcess:
-    """`python -m core analyze` on a photo with the app's models, the hub not switched off."""
+def analyze_online(
+    hf_home: Path, hub: _EmptyHub, tmp_path: Path, *, with_peft: bool = False
+) -> subprocess.CompletedProcess:
+    """`python -m core analyze` on a photo with the app's models, the hub not switched off.
+
+    `with_peft`: as where peft is installed (the GPU machines' image has it), which makes
+    transformers look for a PEFT adapter beside each model. An importable `peft` is all that
+    transformers checks for, and the lookup itself does not import it, so an empty one will do.
+    """
+    packages = tmp_path / "site"
+    if with_peft:
+        (packages / "peft").mkdir(parents=True)
+        (packages / "peft" / "__init__.py").write_text("")
     photo = tmp_path / "photo.png"
     photo.write_bytes(picture())
     command = [sys.executable, "-m", "core", "analyze", "--image", str(photo), "--text", "yay"]
@@ -112,6 +123,7 @@ def analyze_online(hf_home: Path, hub: _EmptyHub, tmp_path: Path) -> subprocess.
         cwd=tmp_path,
         env=child_env(
             drop=("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CAPTION_", "SENTIMENT_"),
+            first_on_path=packages,
             HF_HOME=str(hf_home),
             HF_ENDPOINT=f"http://127.0.0.1:{hub.server_port}",
         ),
@@ -120,8 +132,9 @@ def analyze_online(hf_home: Path, hub: _EmptyHub, tmp_path: Path) -> subprocess.
     )
 
 
-def test_models_in_the_cache_load_without_asking_the_hub(hf_home, hub, tmp_path):
-    result = analyze_online(hf_home, hub, tmp_path)
+@pytest.mark.parametrize("with_peft", [False, True], ids=["plain", "peft installed"])
+def test_models_in_the_cache_load_without_asking_the_hub(hf_home, hub, tmp_path, with_peft):
+    result = analyze_online(hf_home, hub, tmp_path, with_peft=with_peft)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"] in {"positive", "neutral", "negative"}
     # Nothing about either model (huggingface_hub may still fetch its own registry of agents).
