@@ -301,6 +301,13 @@ def test_the_pipeline_loads_each_model_in_its_precision(tiny_models):
 
 
 @needs_gpu
+def test_on_a_gpu_attention_does_not_build_a_cudnn_plan_per_batch_size(tiny_models):
+    """With cuDNN's attention, the first bf16 caption of each batch size took a second more."""
+    Captioner.from_pretrained(str(tiny_models.caption), precision=BF16, hardware=THIS_GPU)
+    assert not torch.backends.cuda.cudnn_sdp_enabled()
+
+
+@needs_gpu
 def test_auto_on_a_gpu_runs_both_models_there_in_half_precision(tiny_models):
     pipeline = Pipeline.from_settings(
         settings(CAPTION_MODEL=str(tiny_models.caption), SENTIMENT_MODEL=str(tiny_models.sentiment))
