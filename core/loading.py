@@ -105,8 +105,8 @@ def load_model(
     loaded = loaded.to(hardware.device)
     if hardware.device.startswith("cuda"):
         # cuDNN's fused attention builds a plan for each new shape: in bf16 a caption of a new
-        # batch size took 0.8–1.3 s, against 0.1–0.15 s with PyTorch's other fused kernels,
-        # which are as fast once warm (H200, one-off). fp32 never takes that path.
+        # batch size took 0.8–1.3 s, against 0.14–0.15 s with PyTorch's other fused kernels,
+        # and 0.10–0.13 s once warm either way (H200, one-off). fp32 never takes that path.
         torch.backends.cuda.enable_cudnn_sdp(False)
     if prepare is not None:
         mode = prepare(loaded, mode, hardware)

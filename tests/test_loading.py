@@ -123,7 +123,7 @@ def analyze_online(
         cwd=tmp_path,
         env=child_env(
             drop=("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CAPTION_", "SENTIMENT_"),
-            first_on_path=packages,
+            first_on_path=packages if with_peft else None,
             HF_HOME=str(hf_home),
             HF_ENDPOINT=f"http://127.0.0.1:{hub.server_port}",
         ),
