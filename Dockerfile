@@ -2,11 +2,15 @@
 #   docker run --env-file .env -v mood-data:/data -v mood-models:/models mood-bot
 FROM python:3.11-slim
 
+# HF_HUB_DISABLE_TELEMETRY: otherwise huggingface_hub fetches a registry of AI agents for its
+# user agent at each start (kept for a day), even with both models cached; where the hub cannot
+# be reached, every start waits out that fetch's 3 s timeout.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HOME=/models \
+    HF_HUB_DISABLE_TELEMETRY=1 \
     RECORDS_PATH=/data/records.csv \
     PENDING_PATH=/data/pending.json
 
