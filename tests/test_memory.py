@@ -1,16 +1,13 @@
-from pathlib import Path
-
 import torch
 
+from bench.bench_models import memory_mib
 from core.memory import Scratch, release_freed_memory
 
 MIB = 2**20
 
 
 def rss_mib() -> float:
-    status = Path("/proc/self/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
+    return memory_mib()["VmRSS"]
 
 
 def test_a_scratch_buffer_is_reused_by_later_calls_of_no_more_elements():
