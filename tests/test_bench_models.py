@@ -47,3 +47,17 @@ def test_fp32_and_auto_caption_in_turn_in_one_process(tiny_models):
     assert result["fp32"]["runs"] == result["auto"]["runs"] == 5
     assert result["caption_precision"] == resolve(AUTO, model=CAPTION, hardware=Hardware.detect())
     assert 0 < result["paired_ratio_min"] <= result["paired_ratio_max"]
+
+
+def test_quick_runs_leave_the_references_lone_request_figures_out(tiny_models):
+    caption, sentiment = tiny_models.caption, tiny_models.sentiment
+    results = [
+        bench_models.run_mode(mode, caption, sentiment, quick=True) for mode in ("fp32", AUTO)
+    ]
+    fp32, auto = results
+    assert "e2e_after_release" not in fp32 and "e2e_after_main_thread_ran" not in fp32
+    assert auto["e2e_after_release"]["runs"] == auto["e2e_after_main_thread_ran"]["runs"] == 5
+    table = bench_models.table(results, {}, None)
+    fp32_row = next(line for line in table.splitlines() if line.startswith("| fp32"))
+    assert "– (--quick)" in fp32_row
+    assert "fp32 – (--quick), auto " in table
