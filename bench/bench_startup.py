@@ -36,12 +36,13 @@ CHILD = """
 import io, json, sys, time
 import bot.app  # everything `python -m bot` imports
 from PIL import Image
+from bench.bench_models import memory_mib  # standard library only until it measures
 from core.config import Settings
 from core.pipeline import Pipeline
 
 def memory():
-    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-    return [int(status[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")]
+    mib = memory_mib()
+    return mib["VmRSS"], mib["VmHWM"]
 
 pipeline = Pipeline.from_settings(Settings.from_env(dotenv_path=None))
 ready = time.time()
