@@ -36,7 +36,7 @@ CHILD = """
 import io, json, sys, time
 import bot.app  # everything `python -m bot` imports
 from PIL import Image
-from bench.bench_models import memory_mib  # standard library only until it measures
+from bench.bench_models import memory_mib  # its module imports the standard library only
 from core.config import Settings
 from core.pipeline import Pipeline
 
