@@ -5,10 +5,13 @@ other two together. Padded to the longest, three texts are 3 × 20 = 60 rows; pa
 side they are 41. Each text still sees only its own tokens (`attention_mask`) and numbers its
 own positions, so its logits are the same as alone.
 
-The row count is then rounded up to a multiple of 8. oneDNN's bf16 kernels on the benchmark's
-CPU are uneven in it: RoBERTa's 48 linear layers took 14.4 ms for 41 rows, 13.3 for 40 or 48,
-14.8 for 60 and 17.3 for 57 (side by side). Three texts: 19.2–20.2 against 20.7–21.3 ms
-padded, side by side.
+The row count is then rounded up to a multiple of 16, the rows of one AMX tile. In bf16 on
+the benchmark's CPU, oneDNN (and the compiled layers, `core.sentiment_compiled`) sum the rows
+of a last, partial tile in another order: rounded to 8, a text whose tokens fell there got
+other logits than alone (0.012 apart on the tests' tiny model), so its score depended on what
+it was batched with. Whole tiles are also a fast count for oneDNN: RoBERTa's 48 linear layers
+took 14.4 ms for 41 rows, 13.3 for 48, 14.8 for 60 and 17.3 for 57 (side by side). Three
+texts: 19.2–20.2 against 20.7–21.3 ms padded, side by side.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 # Eight replies' 24 texts (321 tokens), side by side: 57 ms in sequences of 64, 62 of 128,
 # 104 of 256, 64 as one of 328.
 SEQUENCE_TOKENS = 64
-ROW_MULTIPLE = 8
+ROW_MULTIPLE = 16
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,12 @@ TEXTS = [
     "meh",
     "@someone look at this http://example.com 😀 it is not what I expected at all, sadly",
 ]
+# Two sequences of 39 + 4 and 27 tokens: alone, the short texts fill part of a 16-row tile.
+SPILLING = [
+    "sunflowers in a field. life is hard and nothing works this week at all",
+    "sunflowers in a field with a blue sky",
+    "ok",
+]
 
 
 def transformers_model(path: str, mode: str, hardware) -> RobertaForSequenceClassification:
@@ -59,11 +65,14 @@ def test_the_lean_pass_gives_transformers_logits(tiny_models, mode, hardware, to
     ("mode", "hardware"),
     [(FP32, CPU_WITH_BF16), (BF16, CPU_WITH_BF16), on_gpu(BF16, THIS_GPU), on_gpu(FP16, THIS_GPU)],
 )
-def test_a_texts_logits_do_not_depend_on_the_texts_it_is_packed_with(tiny_models, mode, hardware):
+@pytest.mark.parametrize("texts", [TEXTS, SPILLING])
+def test_a_texts_logits_do_not_depend_on_the_texts_it_is_packed_with(
+    tiny_models, mode, hardware, texts
+):
     path = str(tiny_models.sentiment)
     classifier = SentimentClassifier.from_pretrained(path, precision=mode, hardware=hardware)
-    together = classifier.forward(classifier.preprocess(TEXTS))
-    alone = torch.cat([classifier.forward(classifier.preprocess([text])) for text in TEXTS])
+    together = classifier.forward(classifier.preprocess(texts))
+    alone = torch.cat([classifier.forward(classifier.preprocess([text])) for text in texts])
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
 
 
