@@ -12,7 +12,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HOME=/models \
     HF_HUB_DISABLE_TELEMETRY=1 \
     RECORDS_PATH=/data/records.csv \
-    PENDING_PATH=/data/pending.json
+    PENDING_PATH=/data/pending.json \
+    COMPILE_DIR=/models/compiled
+
+# A C++ compiler: on a CPU with AMX the sentiment model's layers are compiled at the first
+# start (core/sentiment_compiled.py), and kept under /models for every later one. Its version
+# is the base image's Debian release's: a pinned one breaks when python:3.11-slim moves on.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
 

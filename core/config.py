@@ -26,6 +26,8 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8", "auto")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOCAL, API = "local", "api"
 BACKENDS = (LOCAL, API)
+COMPILE_MODES = ("auto", "off")
+DEFAULT_COMPILE_DIR = "~/.cache/mood-bot"
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 T = TypeVar("T")
@@ -59,6 +61,9 @@ class Settings:
     # Per model; CAPTION_PRECISION / SENTIMENT_PRECISION left empty follow MODEL_PRECISION.
     caption_precision: str = "auto"
     sentiment_precision: str = "auto"
+    # Where the sentiment model's compiled layers are kept (core.sentiment_compiled); None:
+    # they are never compiled.
+    compile_dir: Path | None = None
     hf_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     generation: GenerationSettings = GenerationSettings()
@@ -105,6 +110,11 @@ class Settings:
             model_precision=precision,
             caption_precision=read.choice("CAPTION_PRECISION", precision, PRECISIONS),
             sentiment_precision=read.choice("SENTIMENT_PRECISION", precision, PRECISIONS),
+            compile_dir=(
+                Path(read.text("COMPILE_DIR", DEFAULT_COMPILE_DIR)).expanduser()
+                if read.choice("SENTIMENT_COMPILE", "auto", COMPILE_MODES) == "auto"
+                else None
+            ),
             hf_token=read.text("HF_TOKEN", "") or None,
             log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             generation=GenerationSettings(

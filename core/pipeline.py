@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from PIL import Image
@@ -101,7 +102,10 @@ class Pipeline:
             )
         else:
             classifier = _classifier(
-                settings.sentiment_model, settings.hf_token, settings.sentiment_precision
+                settings.sentiment_model,
+                settings.hf_token,
+                settings.sentiment_precision,
+                settings.compile_dir,
             )
         return cls(captioner, classifier)
 
@@ -211,10 +215,14 @@ def _captioner(
 
 
 @functools.cache
-def _classifier(name: str, token: str | None, precision: str) -> SentimentModel:
+def _classifier(
+    name: str, token: str | None, precision: str, compile_dir: Path | None
+) -> SentimentModel:
     from core.sentiment import SentimentClassifier  # torch and transformers: local backend only
 
-    return SentimentClassifier.from_pretrained(name, token=token, precision=precision)
+    return SentimentClassifier.from_pretrained(
+        name, token=token, precision=precision, compile_dir=compile_dir
+    )
 
 
 @functools.cache

@@ -7,8 +7,10 @@ other classes works without code changes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+from torch import nn
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -18,11 +20,14 @@ from transformers import (
 )
 
 from core import precision as precisions
+from core.linear_layers import packing_available
 from core.loading import load_model, load_pretrained
 from core.sentiment_base import Sentiment, preprocess_tweet
-from core.sentiment_encoding import LeanPass, encodes_plainly, fuse_query_key_value
+from core.sentiment_encoding import Layers, LeanPass, encodes_plainly, fuse_query_key_value
 
 __all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
+
+AMX_BF16 = "amx_bf16"
 
 
 class SentimentClassifier:
@@ -31,7 +36,10 @@ class SentimentClassifier:
         tokenizer: PreTrainedTokenizerBase,
         model: PreTrainedModel,
         precision: str = precisions.FP32,
+        layers: Layers | None = None,
     ) -> None:
+        """`layers`: the model's layers compiled (`core.sentiment_compiled`), in place of its
+        own."""
         self.tokenizer = tokenizer
         self.model = model.eval()
         self.precision = precision
@@ -39,7 +47,8 @@ class SentimentClassifier:
         # RoBERTa's positions start after padding_idx, so two of max_position_embeddings are
         # unusable; the cardiffnlp tokenizer declares no limit of its own.
         self.max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings - 2)
-        self._lean = LeanPass(model) if encodes_plainly(model) else None
+        self._lean = LeanPass(model, layers) if encodes_plainly(model) else None
+        self.compiled = layers is not None and self._lean is not None
 
     @classmethod
     def from_pretrained(
@@ -49,9 +58,24 @@ class SentimentClassifier:
         token: str | None = None,
         precision: str = precisions.FP32,
         hardware: precisions.Hardware | None = None,
+        compile_dir: Path | None = None,
     ) -> SentimentClassifier:
         """`precision` is a mode of `core.precision` (`auto` included), resolved for `hardware`
-        (detected when None): the model runs on its device, in that mode."""
+        (detected when None): the model runs on its device, in that mode. With `compile_dir`,
+        bf16 layers on a CPU with AMX are compiled, and kept there (`core.sentiment_compiled`)."""
+        compiled: list[Layers] = []
+
+        def prepare(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) -> str:
+            mode = _fuse_query_key_value(model, mode, hardware)
+            if compile_dir is not None and _compiles(model, mode, hardware):
+                from core.sentiment_compiled import compiled_layers  # torch's compiler: only here
+
+                layers = compiled_layers(model, compile_dir)
+                if layers is not None:
+                    compiled.append(layers)
+                    model.roberta.encoder.layer = nn.ModuleList()  # the package holds them now
+            return mode
+
         tokenizer = load_pretrained(
             AutoTokenizer.from_pretrained, name_or_path, variable="SENTIMENT_MODEL", token=token
         )
@@ -62,9 +86,9 @@ class SentimentClassifier:
             token=token,
             precision=precision,
             hardware=hardware,
-            prepare=_fuse_query_key_value,
+            prepare=prepare,
         )
-        return cls(tokenizer, model, mode)
+        return cls(tokenizer, model, mode, compiled[0] if compiled else None)
 
     def preprocess(self, texts: Sequence[str]) -> BatchEncoding:
         return self.tokenizer(
@@ -108,3 +132,15 @@ def _fuse_query_key_value(model: PreTrainedModel, mode: str, hardware: precision
     if mode != precisions.FP32 and encodes_plainly(model):
         fuse_query_key_value(model)
     return mode
+
+
+def _compiles(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) -> bool:
+    """Where compiled layers were measured to pay: bf16 on a CPU with AMX, which inductor's
+    kernels use, with the lean pass (README, "Precision")."""
+    return (
+        mode == precisions.BF16
+        and hardware.device == "cpu"
+        and AMX_BF16 in precisions.cpu_flags()
+        and encodes_plainly(model)
+        and packing_available()
+    )

@@ -20,7 +20,8 @@ in bf16.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -53,9 +54,14 @@ def fuse_query_key_value(model: RobertaForSequenceClassification) -> None:
         del attention.query, attention.key, attention.value
 
 
+# RoBERTa's 12 layers as one call: (hidden states, attention addend) → hidden states.
+Layers = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class EncoderLayer:
-    """One RoBERTa layer as bare calls (`core.linear_layers.product_of`), bound at load time."""
+    """One RoBERTa layer as bare calls (`core.linear_layers.product_of`), bound at load time,
+    or as calls of its modules, which `torch.export` can trace (`core.sentiment_compiled`)."""
 
     query_key_value: Product  # hidden → 3 × hidden: query, key and value side by side
     attention_output: Product
@@ -65,29 +71,42 @@ class EncoderLayer:
     output_norm: Product
 
 
-def encoder_layers(model: RobertaForSequenceClassification) -> tuple[EncoderLayer, ...]:
-    """`model`'s layers, in whatever mode `core.precision` converted them to, as bare calls."""
-    return tuple(_encoder_layer(layer) for layer in model.roberta.encoder.layer)
+def encoder_layers(
+    model: RobertaForSequenceClassification, *, bare: bool = True
+) -> tuple[EncoderLayer, ...]:
+    """`model`'s layers, in whatever mode `core.precision` converted them to, as bare calls
+    (or, with `bare=False`, as calls of their modules)."""
+    product: Callable[[nn.Module], Product] = product_of if bare else _module
+    norm: Callable[[nn.LayerNorm], Product] = _norm if bare else _module
+    return tuple(_encoder_layer(layer, product, norm) for layer in model.roberta.encoder.layer)
 
 
-def _encoder_layer(layer: nn.Module) -> EncoderLayer:
+def _encoder_layer(
+    layer: nn.Module,
+    product: Callable[[nn.Module], Product],
+    norm: Callable[[nn.LayerNorm], Product],
+) -> EncoderLayer:
     attention, intermediate = layer.attention, layer.intermediate
     if hasattr(attention.self, "qkv"):  # `fuse_query_key_value`'s
-        query_key_value = product_of(attention.self.qkv)
+        query_key_value = product(attention.self.qkv)
     else:
         parts = (attention.self.query, attention.self.key, attention.self.value)
-        query_key_value = _side_by_side([product_of(part) for part in parts])
-    dense = product_of(intermediate.dense)
+        query_key_value = _side_by_side([product(part) for part in parts])
+    dense = product(intermediate.dense)
     if not isinstance(intermediate.intermediate_act_fn, nn.Identity):  # not fused (`fuse_gelu`)
         dense = _then(dense, intermediate.intermediate_act_fn)
     return EncoderLayer(
         query_key_value=query_key_value,
-        attention_output=product_of(attention.output.dense),
-        attention_norm=_norm(attention.output.LayerNorm),
+        attention_output=product(attention.output.dense),
+        attention_norm=norm(attention.output.LayerNorm),
         intermediate=dense,
-        output=product_of(layer.output.dense),
-        output_norm=_norm(layer.output.LayerNorm),
+        output=product(layer.output.dense),
+        output_norm=norm(layer.output.LayerNorm),
     )
+
+
+def _module(module: nn.Module) -> Product:
+    return module
 
 
 def _side_by_side(products: Sequence[Product]) -> Product:
@@ -103,12 +122,32 @@ def _norm(norm: nn.LayerNorm) -> Product:
     return lambda x: functional.layer_norm(x, shape, weight, bias, eps)
 
 
-class LeanPass:
-    """`model`'s classification forward pass, its layers bound once (`encoder_layers`)."""
+def run_layers(
+    layers: Sequence[EncoderLayer], heads: int, states: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    """The hidden states of packed texts (`core.text_packing`) after all of `layers`."""
+    sequences, tokens, hidden = states.shape
+    by_head = (sequences, tokens, 3, heads, hidden // heads)
+    for layer in layers:
+        # (3, sequences, heads, tokens, head size): query, key and value, split into heads.
+        query, key, value = layer.query_key_value(states).view(by_head).permute(2, 0, 3, 1, 4)
+        context = functional.scaled_dot_product_attention(query, key, value, attn_mask=bias)
+        merged = context.transpose(1, 2).reshape(sequences, tokens, hidden)
+        states = layer.attention_norm(layer.attention_output(merged) + states)
+        states = layer.output_norm(layer.output(layer.intermediate(states)) + states)
+    return states
 
-    def __init__(self, model: RobertaForSequenceClassification) -> None:
+
+class LeanPass:
+    """`model`'s classification forward pass, its layers bound once (`encoder_layers`), or
+    compiled for this CPU (`core.sentiment_compiled`)."""
+
+    def __init__(
+        self, model: RobertaForSequenceClassification, layers: Layers | None = None
+    ) -> None:
         self.model = model
-        self.layers = encoder_layers(model)
+        heads = model.config.num_attention_heads
+        self.layers = layers or functools.partial(run_layers, encoder_layers(model), heads)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The logits of a padded batch of tokenized texts, run packed (`core.text_packing`)."""
@@ -120,16 +159,6 @@ class LeanPass:
             + embeddings.position_embeddings(packed.position_ids)
             + embeddings.token_type_embeddings.weight[0]
         )
-        sequences, tokens, hidden = states.shape
-        heads = model.config.num_attention_heads
-        by_head = (sequences, tokens, 3, heads, hidden // heads)
-        bias = packed.attention_bias(states.dtype)
-        for layer in self.layers:
-            # (3, sequences, heads, tokens, head size): query, key and value, split into heads.
-            query, key, value = layer.query_key_value(states).view(by_head).permute(2, 0, 3, 1, 4)
-            context = functional.scaled_dot_product_attention(query, key, value, attn_mask=bias)
-            merged = context.transpose(1, 2).reshape(sequences, tokens, hidden)
-            states = layer.attention_norm(layer.attention_output(merged) + states)
-            states = layer.output_norm(layer.output(layer.intermediate(states)) + states)
+        states = self.layers(states, packed.attention_bias(states.dtype))
         # The head reads each text's first token (`<s>`).
         return model.classifier(packed.firsts(states)[:, None])

@@ -3,6 +3,10 @@
 huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported, so the variables are
 set here, before this file (or any test module) imports transformers. A test that tries to
 reach the Hub then fails at once instead of hanging on the network.
+
+Compiled sentiment layers (`core.sentiment_compiled`) are kept in the session's own folder,
+never in the user's cache: the tiny model is compiled once there, and every bot test that
+runs it in bf16 loads that package, as a restarted bot would.
 """
 
 import os
@@ -14,6 +18,16 @@ import pytest
 
 from tests.fake_botapi import FakeBotApi
 from tests.tiny_models import TinyModels, build_tiny_blip, build_tiny_roberta
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compile_dir(tmp_path_factory: pytest.TempPathFactory):
+    """`COMPILE_DIR`'s default, for `Settings.from_env` here and in child processes."""
+    folder = tmp_path_factory.mktemp("compiled")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("core.config.DEFAULT_COMPILE_DIR", str(folder))
+        patch.setenv("COMPILE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

@@ -44,6 +44,18 @@ def test_values_are_read_from_the_environment():
     assert s.pending_ttl_seconds == 60
 
 
+def test_compiled_layers_are_kept_in_the_users_cache_unless_a_folder_or_off_is_set(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setattr("core.config.DEFAULT_COMPILE_DIR", "~/.cache/mood-bot")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert settings().compile_dir == tmp_path / ".cache" / "mood-bot"
+    assert settings(COMPILE_DIR="/models/compiled").compile_dir == Path("/models/compiled")
+    assert settings(SENTIMENT_COMPILE="OFF", COMPILE_DIR="/models/compiled").compile_dir is None
+    with pytest.raises(ConfigError, match="SENTIMENT_COMPILE='never' is not accepted: use one of"):
+        settings(SENTIMENT_COMPILE="never")
+
+
 def test_secrets_stay_out_of_the_repr():
     text = repr(settings(TELEGRAM_BOT_TOKEN="1:SECRET", HF_TOKEN="hf_SECRET"))
     assert "SECRET" not in text
