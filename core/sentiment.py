@@ -20,7 +20,6 @@ from transformers import (
 )
 
 from core import precision as precisions
-from core.linear_layers import packing_available
 from core.loading import load_model, load_pretrained
 from core.sentiment_base import Sentiment, preprocess_tweet
 from core.sentiment_encoding import Layers, LeanPass, encodes_plainly, fuse_query_key_value
@@ -142,5 +141,4 @@ def _compiles(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) 
         and hardware.device == "cpu"
         and AMX_BF16 in precisions.cpu_flags()
         and encodes_plainly(model)
-        and packing_available()
     )
