@@ -17,15 +17,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import RobertaForSequenceClassification
+from transformers import AutoConfig, RobertaForSequenceClassification
 
 from core.precision import cpu_flags
-from core.sentiment_encoding import Layers, encoder_layers, run_layers
+from core.sentiment_encoding import Layers, encoder_layers, fuse_query_key_value, run_layers
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ PREFIX = "sentiment-layers-"
 # (`core.text_packing`); max-autotune picks kernels for that many rows. Every size stays
 # dynamic (one sequence would fix that dimension at 1).
 EXAMPLE_SEQUENCES, EXAMPLE_TOKENS = 2, 24
+# A compile that has not finished by then is taken for hung: the eager layers run.
+COMPILE_TIMEOUT_SECONDS = 30 * 60
+# What the child process reads: the model's config and its layers' weights.
+ENCODER_FILE = "encoder.pt"
 INDUCTOR_OPTIONS = {
     "max_autotune": True,
     "max_autotune_gemm_backends": "CPP,ATEN",
@@ -68,7 +75,7 @@ def compiled_layers(model: RobertaForSequenceClassification, directory: Path) ->
     if not path.is_file():
         try:
             _compile(model, path)
-        except Exception as error:  # no C++ compiler, no room on disk: the eager layers run
+        except (OSError, subprocess.SubprocessError) as error:  # the eager layers run
             log.warning("Sentiment model's layers run uncompiled: %r", error)
             return None
     started = time.perf_counter()
@@ -86,10 +93,36 @@ def compiled_layers(model: RobertaForSequenceClassification, directory: Path) ->
 
 
 def _compile(model: RobertaForSequenceClassification, path: Path) -> None:
+    """Compiles in a child process: the compiler's memory (about 250 MiB on RoBERTa base) goes
+    with it, and a compiler that crashes or hangs cannot take the bot down."""
     log.info("Compiling the sentiment model's layers for this CPU, once: about a minute")
     started = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as source:
+        model.config.save_pretrained(source)
+        torch.save(model.roberta.encoder.state_dict(), Path(source) / ENCODER_FILE)
+        here = str(Path(__file__).resolve().parent.parent)
+        python_path = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
+        done = subprocess.run(
+            [sys.executable, "-m", __name__, source, str(path)],
+            env={**os.environ, "PYTHONPATH": python_path},
+            capture_output=True,
+            text=True,
+            timeout=COMPILE_TIMEOUT_SECONDS,
+        )
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
+        raise subprocess.SubprocessError(f"the compiler's process failed: {last[0]}")
+    log.info(
+        "Sentiment model's layers compiled in %.0f s, kept in %s",
+        time.perf_counter() - started,
+        path,
+    )
+
+
+def _compile_here(model: RobertaForSequenceClassification, path: Path) -> None:
     hidden = model.config.hidden_size
-    dtype = next(model.parameters()).dtype
+    dtype = next(model.roberta.encoder.parameters()).dtype
     states = torch.zeros(EXAMPLE_SEQUENCES, EXAMPLE_TOKENS, hidden, dtype=dtype)
     bias = torch.zeros(EXAMPLE_SEQUENCES, 1, EXAMPLE_TOKENS, EXAMPLE_TOKENS, dtype=dtype)
     dynamic = torch.export.Dim.DYNAMIC
@@ -99,7 +132,6 @@ def _compile(model: RobertaForSequenceClassification, path: Path) -> None:
             (states, bias),
             dynamic_shapes=({0: dynamic, 1: dynamic}, {0: dynamic, 2: dynamic, 3: dynamic}),
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside, then renamed: another process never loads half a package.
         partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
         try:
@@ -113,11 +145,6 @@ def _compile(model: RobertaForSequenceClassification, path: Path) -> None:
             partial.replace(path)
         finally:
             partial.unlink(missing_ok=True)
-    log.info(
-        "Sentiment model's layers compiled in %.0f s, kept in %s",
-        time.perf_counter() - started,
-        path,
-    )
 
 
 def _digest(model: RobertaForSequenceClassification) -> str:
@@ -129,3 +156,18 @@ def _digest(model: RobertaForSequenceClassification) -> str:
         digest.update(name.encode())
         digest.update(tensor.contiguous().view(torch.uint8).numpy())
     return digest.hexdigest()[:16]
+
+
+def _main(source: str, path: str) -> None:
+    """The child process: the model rebuilt from `_compile`'s files, all but its layers left
+    unallocated (meta), then compiled into `path`."""
+    with torch.device("meta"):
+        model = RobertaForSequenceClassification(AutoConfig.from_pretrained(source))
+    fuse_query_key_value(model)
+    weights = torch.load(Path(source) / ENCODER_FILE, weights_only=True, mmap=True)
+    model.roberta.encoder.load_state_dict(weights, assign=True)
+    _compile_here(model.eval(), Path(path))
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:])

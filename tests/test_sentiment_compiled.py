@@ -77,6 +77,23 @@ def test_a_damaged_package_is_dropped_and_the_layers_run_uncompiled(
     assert [s.score for s in classifier(TEXTS)] == [s.score for s in eager(TEXTS)]
 
 
+def test_without_a_cpp_compiler_the_layers_run_uncompiled_and_nothing_is_kept(
+    tiny_models, eager, tmp_path, monkeypatch, caplog
+):
+    """The compiler runs in a child process, which inherits `CXX`; a cache of its own, so no
+    earlier compile stands in for the missing compiler."""
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    folder = tmp_path / "compiled"
+    with caplog.at_level(logging.WARNING, logger="core.sentiment_compiled"):
+        classifier = SentimentClassifier.from_pretrained(
+            str(tiny_models.sentiment), precision=BF16, compile_dir=folder
+        )
+    assert "run uncompiled" in caplog.text and "the compiler's process failed" in caplog.text
+    assert not classifier.compiled and not packages(folder)
+    assert [s.score for s in classifier(TEXTS)] == [s.score for s in eager(TEXTS)]
+
+
 def test_a_folder_that_cannot_be_written_leaves_the_layers_uncompiled(
     tiny_models, eager, tmp_path, caplog
 ):
