@@ -94,7 +94,8 @@ def compiled_layers(model: RobertaForSequenceClassification, directory: Path) ->
 
 def _compile(model: RobertaForSequenceClassification, path: Path) -> None:
     """Compiles in a child process: the compiler's memory (about 250 MiB on RoBERTa base) goes
-    with it, and a compiler that crashes or hangs cannot take the bot down."""
+    with it, and a compiler that crashes or hangs cannot take the bot down. Its working files
+    (167 MiB in inductor's cache, of no use once the package is written) go too."""
     log.info("Compiling the sentiment model's layers for this CPU, once: about a minute")
     started = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,11 @@ def _compile(model: RobertaForSequenceClassification, path: Path) -> None:
         python_path = os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))
         done = subprocess.run(
             [sys.executable, "-m", __name__, source, str(path)],
-            env={**os.environ, "PYTHONPATH": python_path},
+            env={
+                **os.environ,
+                "PYTHONPATH": python_path,
+                "TORCHINDUCTOR_CACHE_DIR": str(Path(source) / "inductor"),
+            },
             capture_output=True,
             text=True,
             timeout=COMPILE_TIMEOUT_SECONDS,

@@ -80,10 +80,9 @@ def test_a_damaged_package_is_dropped_and_the_layers_run_uncompiled(
 def test_without_a_cpp_compiler_the_layers_run_uncompiled_and_nothing_is_kept(
     tiny_models, eager, tmp_path, monkeypatch, caplog
 ):
-    """The compiler runs in a child process, which inherits `CXX`; a cache of its own, so no
-    earlier compile stands in for the missing compiler."""
+    """The compiler runs in a child process, which inherits `CXX`, with a fresh cache of
+    inductor's, so no earlier compile stands in for the missing compiler."""
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     folder = tmp_path / "compiled"
     with caplog.at_level(logging.WARNING, logger="core.sentiment_compiled"):
         classifier = SentimentClassifier.from_pretrained(
