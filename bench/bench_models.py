@@ -260,6 +260,18 @@ def timings(work: Callable[[], object], runs: int) -> list[float]:
     return seconds
 
 
+def in_turn(
+    calls: dict[str, Callable[[], object]], rounds: int, per_round: int
+) -> dict[str, list[float]]:
+    """Each call timed in turn, round after round, so all meet the same minute of the machine:
+    per round and call, the median of `per_round` runs."""
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            seconds[name].append(statistics.median(timings(call, per_round)))
+    return seconds
+
+
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     ordered = sorted(seconds)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -441,12 +453,10 @@ def _texts_side_by_side(sentiment_dir: Path, quick: bool, compile_dir: Path) -> 
         )
         for name, folder in (("uncompiled", None), ("compiled", compile_dir))
     }
-    seconds: dict[str, list[float]] = {name: [] for name in classifiers}
     for classifier in classifiers.values():
         timings(lambda c=classifier: c(REPLY), 10)  # one-time costs, not counted
-    for _ in range(5 if quick else 12):
-        for name, classifier in classifiers.items():
-            seconds[name].append(statistics.median(timings(lambda c=classifier: c(REPLY), 5)))
+    calls = {name: lambda c=classifier: c(REPLY) for name, classifier in classifiers.items()}
+    seconds = in_turn(calls, 5 if quick else 12, per_round=5)
     return {
         "sentiment_precision": classifiers["compiled"].precision,
         "sentiment_compiled": classifiers["compiled"].compiled,
@@ -463,10 +473,8 @@ def _side_by_side(caption_dir: Path, quick: bool) -> dict:
     for mode in ("fp32", "auto"):
         captioners[mode] = load_captioner(caption_dir, *hardware_for(mode))
         captioners[mode]([photo])  # its one-time costs, not counted
-    seconds: dict[str, list[float]] = {mode: [] for mode in captioners}
-    for _ in range(5 if quick else 12):
-        for mode, captioner in captioners.items():
-            seconds[mode] += timings(lambda c=captioner: c([photo]), 1)
+    calls = {mode: lambda c=captioner: c([photo]) for mode, captioner in captioners.items()}
+    seconds = in_turn(calls, 5 if quick else 12, per_round=1)
     paired = [fp32 / auto for fp32, auto in zip(seconds["fp32"], seconds["auto"], strict=True)]
     return {
         "caption_precision": captioners["auto"].precision,
