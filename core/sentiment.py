@@ -135,7 +135,7 @@ def _fuse_query_key_value(model: PreTrainedModel, mode: str, hardware: precision
 
 def _compiles(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) -> bool:
     """Where compiled layers were measured to pay: bf16 on a CPU with AMX, which inductor's
-    kernels use, with the lean pass (README, "Precision")."""
+    kernels use, with the lean pass (README, "Compiled layers")."""
     return (
         mode == precisions.BF16
         and hardware.device == "cpu"
