@@ -26,7 +26,7 @@ the largest photo Telegram offers (1280×960). A ratio between two processes als
 machine's drift in the minutes between them, so fp32 and `auto` then caption one photo in
 turn in one process too: the caption ratio with that drift taken out. In that process,
 `auto`'s sentiment model then classifies a reply in turn with its layers uncompiled and
-compiled (`core.sentiment_compiled`, on a CPU with AMX). The compiled layers are kept in
+compiled (`core.accel.sentiment_compiled`, on a CPU with AMX). The compiled layers are kept in
 bench/out/compiled: the first run on a machine compiles them, about a minute more.
 
 Fidelity against fp32 needs real weights: on every machine, the real all-MiniLM-L6-v2 shipped
@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # core imports torch; the parent process of the benchmark nev
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO / "bench" / "out" / "models"
-# The sentiment model's compiled layers (core.sentiment_compiled), kept as the bot keeps them:
+# The sentiment model's compiled layers (core.accel.sentiment_compiled), kept as the bot keeps them:
 # the first run on a machine compiles them (about a minute here), later runs load them.
 COMPILED_DIR = REPO / "bench" / "out" / "compiled"
 
@@ -340,7 +340,7 @@ def _measure(
 ) -> tuple:
     import torch
 
-    from core.memory import release_freed_memory
+    from core.accel.memory import release_freed_memory
     from core.pipeline import Analysis, Pipeline
     from core.sentiment import SentimentClassifier
 
@@ -491,8 +491,8 @@ def embed_fidelity(quick: bool) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
     from core import precision
-    from core.linear_layers import replace_linear_layers
-    from core.onnx_decoder import linear_graph, session
+    from core.accel.linear_layers import replace_linear_layers
+    from core.accel.onnx_decoder import linear_graph, session
 
     class OnnxLinear(torch.nn.Module):
         def __init__(self, linear: torch.nn.Linear) -> None:

@@ -14,10 +14,10 @@ from PIL import Image
 from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcessor
 
 from core import precision as precisions
-from core.caption_decoding import decode_greedily, decodes_plainly
+from core.accel.caption_decoding import decode_greedily, decodes_plainly
+from core.accel.vision_attention import fuse_vision_attention
 from core.config import GenerationSettings
 from core.loading import load_model, load_pretrained
-from core.vision_attention import fuse_vision_attention
 
 # Dynamic int8 (int8 mode on a CPU without native bf16) quantizes only the vision encoder.
 # Post-training quantization of BLIP's text decoder is published to lose caption accuracy
@@ -25,7 +25,7 @@ from core.vision_attention import fuse_vision_attention
 # turns one flipped token into a different caption. Weight-only int8 (CPUs with bf16) rounds
 # no activations and covers the decoder too; the README's "Precision" section has the figures.
 CAPTION_DYNAMIC_INT8_ONLY = ("vision_model",)
-# Every call of the vision encoder has 577 rows a photo: `core.linear_layers.pack_linear_layers`.
+# Every call of the vision encoder has 577 rows a photo: `linear_layers.pack_linear_layers`.
 CAPTION_MANY_ROWS = ("vision_model",)
 
 
@@ -114,13 +114,13 @@ def _onnx_decoder(
     """Where the decoder runs in int8 on a CPU with VNNI, hand it to ONNX Runtime; the mode
     that then runs.
 
-    `core.onnx_decoder` says why; it covers greedy decoding (the lean loop's case) only, and
+    `core.accel.onnx_decoder` says why; it covers greedy decoding (the lean loop's case) only, and
     elsewhere the decoder stays in torch, in the precision of the rest: a mode named for its
     int8 decoder is then plain bf16 or fp32.
     """
     int8_decoder = mode == precisions.INT8 or mode in precisions.INT8_DECODER_BASES
     if int8_decoder and hardware.device == "cpu" and hardware.int8_dot:
-        from core import onnx_decoder  # imports onnx and onnxruntime: only where they are used
+        from core.accel import onnx_decoder  # imports onnx and onnxruntime: only where they are used
 
         decoder = model.text_decoder
         if decodes_plainly(decoder.generation_config, num_beams) and onnx_decoder.supports(decoder):

@@ -61,7 +61,7 @@ class Settings:
     # Per model; CAPTION_PRECISION / SENTIMENT_PRECISION left empty follow MODEL_PRECISION.
     caption_precision: str = "auto"
     sentiment_precision: str = "auto"
-    # Where the sentiment model's compiled layers are kept (core.sentiment_compiled); None:
+    # Where the sentiment model's compiled layers are kept (core.accel.sentiment_compiled); None:
     # they are never compiled.
     compile_dir: Path | None = None
     hf_token: str | None = field(default=None, repr=False)

@@ -13,8 +13,8 @@ import torch
 from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
+from core.accel.memory import release_freed_memory
 from core.errors import ModelLoadError
-from core.memory import release_freed_memory
 from core.precision import LOAD_DTYPES, Hardware, apply, resolve
 
 log = logging.getLogger(__name__)

@@ -8,11 +8,11 @@
 - `int8`: int8 weights, CPU only (on a GPU it falls back to half precision). On a CPU with
   native bf16 they are weight-only int8: every `nn.Linear` keeps int8 weights with one scale
   per output channel and computes in bf16 (and the vocabulary tables keep int8 rows,
-  `core.embeddings`), which keeps outputs within bf16's reach (README,
+  `core.accel.embeddings`), which keeps outputs within bf16's reach (README,
   "Precision"). Without bf16 it is PyTorch's post-training dynamic quantization: activations
   are quantized to int8 at each call too, which drifts further from fp32.
 - `bf16+int8-decoder`, `fp32+int8-decoder`: the captioner in bf16 or fp32 but for its text
-  decoder, which runs in int8 in ONNX Runtime (`core.onnx_decoder`); what `auto` picks for it
+  decoder, which runs in int8 in ONNX Runtime (`core.accel.onnx_decoder`); what `auto` picks for it
   on a CPU with VNNI, with native bf16 or without. Not settings of their own.
 - `auto`: per model and device, the fastest mode whose fidelity the benchmark
   (`python -m bench.bench_models`) has shown; the README's "Precision" section has the numbers.
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core import embeddings, linear_layers
+from core.accel import embeddings, linear_layers
 from core.config import PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def apply(
 
     bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is); on a CPU,
     bf16 weights are then prepacked, each with the GELU that follows it fused in, but for the
-    layers under `many_rows` (submodule names) that `core.linear_layers.pack_linear_layers`
+    layers under `many_rows` (submodule names) that `core.accel.linear_layers.pack_linear_layers`
     leaves plain. bf16+int8-decoder and fp32+int8-decoder do what bf16 and fp32 do: their
     decoder has been handed to ONNX Runtime by then (`core.captioner`). int8 swaps each
     `nn.Linear` for an int8 one as the module docstring says; `dynamic_int8_only` names the

@@ -20,9 +20,9 @@ from transformers import (
 )
 
 from core import precision as precisions
+from core.accel.sentiment_encoding import Layers, LeanPass, encodes_plainly, fuse_query_key_value
 from core.loading import load_model, load_pretrained
 from core.sentiment_base import Sentiment, preprocess_tweet
-from core.sentiment_encoding import Layers, LeanPass, encodes_plainly, fuse_query_key_value
 
 __all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
 
@@ -37,7 +37,7 @@ class SentimentClassifier:
         precision: str = precisions.FP32,
         layers: Layers | None = None,
     ) -> None:
-        """`layers`: the model's layers compiled (`core.sentiment_compiled`), in place of its
+        """`layers`: the model's layers compiled (`core.accel.sentiment_compiled`), in place of its
         own."""
         self.tokenizer = tokenizer
         self.model = model.eval()
@@ -61,13 +61,15 @@ class SentimentClassifier:
     ) -> SentimentClassifier:
         """`precision` is a mode of `core.precision` (`auto` included), resolved for `hardware`
         (detected when None): the model runs on its device, in that mode. With `compile_dir`,
-        bf16 layers on a CPU with AMX are compiled, and kept there (`core.sentiment_compiled`)."""
+        bf16 layers on a CPU with AMX are compiled and kept there (`accel.sentiment_compiled`)."""
         compiled: list[Layers] = []
 
         def prepare(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) -> str:
             mode = _fuse_query_key_value(model, mode, hardware)
             if compile_dir is not None and _compiles(model, mode, hardware):
-                from core.sentiment_compiled import compiled_layers  # torch's compiler: only here
+                from core.accel.sentiment_compiled import (
+                    compiled_layers,  # torch's compiler: only here
+                )
 
                 layers = compiled_layers(model, compile_dir)
                 if layers is not None:

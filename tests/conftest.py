@@ -4,7 +4,7 @@ huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported, so the var
 set here, before this file (or any test module) imports transformers. A test that tries to
 reach the Hub then fails at once instead of hanging on the network.
 
-Compiled sentiment layers (`core.sentiment_compiled`) are kept in the session's own folder,
+Compiled sentiment layers (`core.accel.sentiment_compiled`) are kept in the session's own folder,
 never in the user's cache: the tiny model is compiled once there, and every bot test that
 runs it in bf16 loads that package, as a restarted bot would.
 """

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.caption_decoding import decode_greedily, decodes_plainly
+from core.accel.caption_decoding import decode_greedily, decodes_plainly
 from core.captioner import Captioner
 from core.config import GenerationSettings
 from core.images import load_image

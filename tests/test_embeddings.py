@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from core import embeddings
-from core.embeddings import Int8Embedding, quantize_word_embeddings
+from core.accel import embeddings
+from core.accel.embeddings import Int8Embedding, quantize_word_embeddings
 from core.precision import BF16, INT8
 from core.sentiment import SentimentClassifier
 from tests.hardware import CPU_WITH_BF16

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from transformers.activations import GELUActivation, GELUTanh
 
-from core.linear_layers import (
+from core.accel.linear_layers import (
     Int8WeightLinear,
     PackedLinear,
     fuse_gelu,

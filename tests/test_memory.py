@@ -1,7 +1,7 @@
 import torch
 
 from bench.bench_models import memory_mib
-from core.memory import Scratch, release_freed_memory
+from core.accel.memory import Scratch, release_freed_memory
 
 MIB = 2**20
 

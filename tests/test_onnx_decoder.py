@@ -8,10 +8,10 @@ import torch
 from torch import nn
 from transformers.models.blip.modeling_blip_text import BlipTextLayer, BlipTextLMHeadModel
 
+from core.accel.onnx_decoder import ImageKeysValues, OnnxTextDecoder, quantize_blocks
 from core.captioner import Captioner
 from core.config import GenerationSettings
 from core.images import load_image
-from core.onnx_decoder import ImageKeysValues, OnnxTextDecoder, quantize_blocks
 from core.precision import AUTO, BF16, BF16_INT8_DECODER, FP32, FP32_INT8_DECODER, INT8
 from tests.child_env import child_env
 from tests.hardware import CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITH_VNNI_ONLY
@@ -190,7 +190,7 @@ for _ in range(3):
 
 def test_the_decoder_threads_stop_spinning_when_a_caption_is_done(tiny_models):
     """Spinning on, they would take the cores from whatever runs next: a reply's three texts
-    classified right after a caption took twice as long (`core.onnx_decoder.session`)."""
+    classified right after a caption took twice as long (`core.accel.onnx_decoder.session`)."""
     child = subprocess.run(
         [sys.executable, "-c", IDLE_AFTER_CAPTIONS, str(tiny_models.caption)],
         env=child_env(OMP_WAIT_POLICY="PASSIVE"),

@@ -5,11 +5,11 @@ import torch
 from torch import nn
 
 from core import precision
+from core.accel.linear_layers import Int8WeightLinear, PackedLinear, packing_available
 from core.captioner import Captioner
 from core.config import Settings
 from core.errors import ConfigError
 from core.images import load_image
-from core.linear_layers import Int8WeightLinear, PackedLinear, packing_available
 from core.pipeline import Pipeline
 from core.precision import (
     AUTO,

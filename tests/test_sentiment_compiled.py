@@ -4,9 +4,9 @@ import shutil
 import pytest
 import torch
 
+from core.accel.sentiment_compiled import PREFIX
 from core.precision import BF16, cpu_flags
 from core.sentiment import AMX_BF16, SentimentClassifier
-from core.sentiment_compiled import PREFIX
 
 # The tiny model's texts, packed into one sequence and into two.
 TEXTS = ["a dog on the beach. best day ever!!", "a dog on the beach", "best day ever!!"]
@@ -51,7 +51,7 @@ def test_a_texts_result_does_not_depend_on_the_texts_it_is_batched_with(compiled
 def test_a_restart_loads_the_package_without_compiling(tiny_models, compiled, compile_dir, caplog):
     (package,) = packages(compile_dir)
     written = package.stat().st_mtime_ns
-    with caplog.at_level(logging.INFO, logger="core.sentiment_compiled"):
+    with caplog.at_level(logging.INFO, logger="core.accel.sentiment_compiled"):
         again = SentimentClassifier.from_pretrained(
             str(tiny_models.sentiment), precision=BF16, compile_dir=compile_dir
         )
@@ -67,7 +67,7 @@ def test_a_damaged_package_is_dropped_and_the_layers_run_uncompiled(
     (package,) = packages(compile_dir)
     damaged = tmp_path / package.name
     damaged.write_bytes(package.read_bytes()[:4096])
-    with caplog.at_level(logging.WARNING, logger="core.sentiment_compiled"):
+    with caplog.at_level(logging.WARNING, logger="core.accel.sentiment_compiled"):
         classifier = SentimentClassifier.from_pretrained(
             str(tiny_models.sentiment), precision=BF16, compile_dir=tmp_path
         )
@@ -84,7 +84,7 @@ def test_without_a_cpp_compiler_the_layers_run_uncompiled_and_nothing_is_kept(
     inductor's, so no earlier compile stands in for the missing compiler."""
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     folder = tmp_path / "compiled"
-    with caplog.at_level(logging.WARNING, logger="core.sentiment_compiled"):
+    with caplog.at_level(logging.WARNING, logger="core.accel.sentiment_compiled"):
         classifier = SentimentClassifier.from_pretrained(
             str(tiny_models.sentiment), precision=BF16, compile_dir=folder
         )
@@ -98,7 +98,7 @@ def test_a_folder_that_cannot_be_written_leaves_the_layers_uncompiled(
 ):
     blocked = tmp_path / "a file"
     blocked.write_text("not a folder")
-    with caplog.at_level(logging.WARNING, logger="core.sentiment_compiled"):
+    with caplog.at_level(logging.WARNING, logger="core.accel.sentiment_compiled"):
         classifier = SentimentClassifier.from_pretrained(
             str(tiny_models.sentiment), precision=BF16, compile_dir=blocked / "compiled"
         )

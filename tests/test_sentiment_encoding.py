@@ -7,9 +7,9 @@ from transformers import (
     RobertaForSequenceClassification,
 )
 
+from core.accel.sentiment_encoding import encodes_plainly
 from core.precision import BF16, FP16, FP32, INT8, LOAD_DTYPES, apply
 from core.sentiment import SentimentClassifier
-from core.sentiment_encoding import encodes_plainly
 from tests.hardware import CPU_WITH_BF16, CPU_WITHOUT_BF16, THIS_GPU, on_gpu
 
 # Different lengths, so the batch is padded; a mention, a link, emoji.

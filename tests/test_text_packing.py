@@ -1,6 +1,6 @@
 import torch
 
-from core.text_packing import ROW_MULTIPLE, SEQUENCE_TOKENS, pack_texts
+from core.accel.text_packing import ROW_MULTIPLE, SEQUENCE_TOKENS, pack_texts
 
 PAD = 1  # RoBERTa's padding index
 

@@ -2,9 +2,9 @@ import torch
 from transformers import BlipForConditionalGeneration
 from transformers.models.blip.modeling_blip import BlipAttention
 
+from core.accel.vision_attention import FusedBlipAttention, fuse_vision_attention
 from core.captioner import Captioner
 from core.images import load_image
-from core.vision_attention import FusedBlipAttention, fuse_vision_attention
 from tests.pictures import picture
 
 

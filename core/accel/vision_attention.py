@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional
 from transformers.models.blip.modeling_blip import BlipAttention
 
-from core.linear_layers import replace_modules
+from core.accel.linear_layers import replace_modules
 
 
 class FusedBlipAttention(nn.Module):

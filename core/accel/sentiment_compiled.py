@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from transformers import AutoConfig, RobertaForSequenceClassification
 
+from core.accel.sentiment_encoding import Layers, encoder_layers, fuse_query_key_value, run_layers
 from core.precision import cpu_flags
-from core.sentiment_encoding import Layers, encoder_layers, fuse_query_key_value, run_layers
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 PREFIX = "sentiment-layers-"
 # Export traces one shape: two sequences of 24 tokens, whose 48 rows are a typical reply's
-# (`core.text_packing`); max-autotune picks kernels for that many rows. Every size stays
+# (`core.accel.text_packing`); max-autotune picks kernels for that many rows. Every size stays
 # dynamic (one sequence would fix that dimension at 1).
 EXAMPLE_SEQUENCES, EXAMPLE_TOKENS = 2, 24
 # A compile that has not finished by then is taken for hung: the eager layers run.

@@ -2,7 +2,7 @@
 
 RoBERTa's table of 50,265 tokens and BLIP's of 30,524 take 118 MiB in bf16, an eighth of what
 `int8` mode holds when idle; in int8 they take half that. A row is looked up, not multiplied,
-so one scale per row, as the int8 linear layers have (`core.linear_layers.int8_rows`), keeps
+so one scale per row, as the int8 linear layers have (`core.accel.linear_layers.int8_rows`), keeps
 it as close as they are: all-MiniLM-L6-v2 in `int8` mode kept cosine 0.99940 to fp32, against
 0.99941 with its table in bf16.
 """
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from core.linear_layers import int8_rows, replace_modules
+from core.accel.linear_layers import int8_rows, replace_modules
 
 # Rows quantized at a time: a whole table in float32 at once would be RoBERTa's 154 MB more
 # at the peak of loading.

@@ -6,7 +6,7 @@ side they are 41. Each text still sees only its own tokens (`attention_mask`) an
 own positions, so its logits are the same as alone.
 
 The row count is then rounded up to a multiple of 16, the rows of one AMX tile. In bf16 on
-the benchmark's CPU, oneDNN (and the compiled layers, `core.sentiment_compiled`) sum the rows
+the benchmark's CPU, oneDNN (and the compiled layers, `core.accel.sentiment_compiled`) sum the rows
 of a last, partial tile in another order: rounded to 8, a text whose tokens fell there got
 other logits than alone (0.012 apart on the tests' tiny model), so its score depended on what
 it was batched with. Whole tiles are also a fast count for oneDNN: RoBERTa's 48 linear layers

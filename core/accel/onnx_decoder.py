@@ -13,7 +13,7 @@ the argmax) is one ONNX graph, built here from the model's float weights when it
 Two parts stay in torch, in the precision of the rest of the model: the token and position
 embeddings (a lookup) and the image's cross-attention keys and values, computed once per photo
 with 577 rows, where torch's kernels are the faster. The greedy loop around the steps is
-`core.caption_decoding`'s, shared with the torch decoder.
+`core.accel.caption_decoding`'s, shared with the torch decoder.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from transformers.models.blip.modeling_blip_text import (
     BlipTextSelfAttention,
 )
 
-from core.caption_decoding import Step
-from core.linear_layers import stack_linear_layers
-from core.memory import Scratch
+from core.accel.caption_decoding import Step
+from core.accel.linear_layers import stack_linear_layers
+from core.accel.memory import Scratch
 
 # Weights are quantized in blocks of this many inputs, each block with its own scale. Blocks of
 # 32 kept a little closer to fp32 on the benchmark's proxy (cosine 0.9996 against 0.9994, the
@@ -72,7 +72,7 @@ class OnnxTextDecoder(nn.Module):
         self._session = session(build_step(decoder), threads)
 
     def greedy_steps(self, image_embeds: torch.Tensor, max_new_tokens: int) -> Step:
-        """`core.caption_decoding.Steps`: the caches grow inside the graph, so no length is set."""
+        """`caption_decoding.Steps`: the caches grow inside the graph, so no length is set."""
         keys_t, values = self.image_keys_values(image_embeds)
         keys_t, values = keys_t.numpy(), values.numpy()
         _, batch, heads, head_size, _ = keys_t.shape
@@ -109,7 +109,7 @@ class ImageKeysValues(nn.Module):
     All layers' keys come out of one product, computed as `W @ x.T` so that they come out
     transposed, and all values out of another: 11 against 23 ms for a photo, side by side.
     Both products and both float32 copies are written into buffers kept between calls
-    (`core.memory.Scratch`), not allocated afresh: captions of eight photos took 1.61 against
+    (`core.accel.memory.Scratch`), not allocated afresh: captions of eight photos took 1.61 against
     2.08 s, of four 0.93 against 1.03 s, side by side. So what it returns holds until its next
     call.
 
@@ -155,7 +155,7 @@ def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessio
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # Plain malloc, not ONNX Runtime's arena: what a batch needed goes back to the system with
-    # the rest when the inference thread goes idle (`core.memory`), 32 MiB after 8 photos.
+    # the rest when the inference thread goes idle (`core.accel.memory`), 32 MiB after 8 photos.
     options.enable_cpu_mem_arena = False
     # Threads spin between the graph's nodes rather than sleep: 10–12 instead of 13–14 ms a
     # step. But they stop as soon as a step returns: left to spin on (about 20 ms), they took

@@ -63,7 +63,7 @@ def decode_greedily(
     """Caption token ids for a batch of preprocessed photos, as `model.generate()` gives them."""
     image_embeds = model.vision_model(pixel_values=pixel_values)[0]
     decoder = model.text_decoder
-    # In int8 mode the decoder may be `core.onnx_decoder.OnnxTextDecoder`, with steps of its own.
+    # The decoder may be `core.accel.onnx_decoder.OnnxTextDecoder`, with steps of its own.
     steps: Steps = getattr(decoder, "greedy_steps", None) or partial(_torch_steps, decoder)
     step = steps(image_embeds, max_new_tokens)
     text = model.config.text_config

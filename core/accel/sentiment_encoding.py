@@ -4,7 +4,7 @@ A reply classifies three short texts (about 60 tokens), so RoBERTa's time is mos
 its weights once; transformers' module structure, mask building and output objects add about
 a tenth on top (side by side in bf16, three texts: 21.3–23.0 against 24.5–24.8 ms). This runs
 the very same layers, so every precision of `core.precision` applies, with what a batch of
-texts needs and nothing else. The texts run packed side by side (`core.text_packing`), not
+texts needs and nothing else. The texts run packed side by side (`core.accel.text_packing`), not
 padded to the longest. A test holds it to transformers' logits.
 
 The layers are called as bare calls bound once (`encoder_layers`), the attention mask is made
@@ -29,8 +29,8 @@ from torch import nn
 from torch.nn import functional
 from transformers import RobertaForSequenceClassification
 
-from core.linear_layers import Product, product_of, stack_linear_layers
-from core.text_packing import pack_texts
+from core.accel.linear_layers import Product, product_of, stack_linear_layers
+from core.accel.text_packing import pack_texts
 
 
 def encodes_plainly(model: nn.Module) -> bool:
@@ -60,8 +60,8 @@ Layers = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class EncoderLayer:
-    """One RoBERTa layer as bare calls (`core.linear_layers.product_of`), bound at load time,
-    or as calls of its modules, which `torch.export` can trace (`core.sentiment_compiled`)."""
+    """One RoBERTa layer as bare calls (`core.accel.linear_layers.product_of`), bound at load time,
+    or as calls of its modules, which `torch.export` can trace (`core.accel.sentiment_compiled`)."""
 
     query_key_value: Product  # hidden → 3 × hidden: query, key and value side by side
     attention_output: Product
@@ -125,7 +125,7 @@ def _norm(norm: nn.LayerNorm) -> Product:
 def run_layers(
     layers: Sequence[EncoderLayer], heads: int, states: torch.Tensor, bias: torch.Tensor
 ) -> torch.Tensor:
-    """The hidden states of packed texts (`core.text_packing`) after all of `layers`."""
+    """The hidden states of packed texts (`core.accel.text_packing`) after all of `layers`."""
     sequences, tokens, hidden = states.shape
     by_head = (sequences, tokens, 3, heads, hidden // heads)
     for layer in layers:
@@ -140,7 +140,7 @@ def run_layers(
 
 class LeanPass:
     """`model`'s classification forward pass, its layers bound once (`encoder_layers`), or
-    compiled for this CPU (`core.sentiment_compiled`)."""
+    compiled for this CPU (`core.accel.sentiment_compiled`)."""
 
     def __init__(
         self, model: RobertaForSequenceClassification, layers: Layers | None = None
@@ -150,7 +150,7 @@ class LeanPass:
         self.layers = layers or functools.partial(run_layers, encoder_layers(model), heads)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The logits of a padded batch of tokenized texts, run packed (`core.text_packing`)."""
+        """The logits of a padded batch of tokenized texts, run packed (`text_packing`)."""
         model = self.model
         embeddings = model.roberta.embeddings
         packed = pack_texts(input_ids, attention_mask, embeddings.padding_idx)
