@@ -90,6 +90,9 @@ BLIP_VISION = dict(
     image_size=384,
     patch_size=16,
     layer_norm_eps=1e-5,
+    # The checkpoint's own 1e-10 only seeds training: weights that small made every product
+    # of the random model a subnormal number, which x86 CPUs compute tens of times slower.
+    initializer_range=0.02,
 )
 BLIP_TEXT = dict(
     vocab_size=30524,
@@ -492,7 +495,7 @@ def embed_fidelity(quick: bool) -> dict:
 
     from core import precision
     from core.accel.linear_layers import replace_linear_layers
-    from core.accel.onnx_decoder import linear_graph, session
+    from core.accel.onnx_graph import linear_graph, session
 
     class OnnxLinear(torch.nn.Module):
         def __init__(self, linear: torch.nn.Linear) -> None:

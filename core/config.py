@@ -27,6 +27,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOCAL, API = "local", "api"
 BACKENDS = (LOCAL, API)
 COMPILE_MODES = ("auto", "off")
+SWITCH = ("on", "off")
+# CPU classes a machine can be made to act as (MOOD_CPU_CLASS): each has the flags of the one
+# before it and more. Empty: the CPU as detected.
+CPU_CLASSES = ("avx2", "avx512", "avx512_bf16", "amx")
 DEFAULT_COMPILE_DIR = "~/.cache/mood-bot"
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
@@ -64,6 +68,11 @@ class Settings:
     # Where the sentiment model's compiled layers are kept (core.accel.sentiment_compiled); None:
     # they are never compiled.
     compile_dir: Path | None = None
+    # Fast paths beside the stock transformers models (core.accel), each checked against stock
+    # at load; False runs stock transformers only.
+    acceleration: bool = True
+    # Act as this lesser CPU class (CPU_CLASSES); empty: as detected.
+    cpu_class: str = ""
     hf_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     generation: GenerationSettings = GenerationSettings()
@@ -115,6 +124,8 @@ class Settings:
                 if read.choice("SENTIMENT_COMPILE", "auto", COMPILE_MODES) == "auto"
                 else None
             ),
+            acceleration=read.choice("ACCELERATION", "on", SWITCH) == "on",
+            cpu_class=read.choice("MOOD_CPU_CLASS", "", ("", *CPU_CLASSES)),
             hf_token=read.text("HF_TOKEN", "") or None,
             log_level=read.choice("LOG_LEVEL", "INFO", LOG_LEVELS, upper=True),
             generation=GenerationSettings(

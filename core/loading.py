@@ -1,11 +1,11 @@
 """Shared model loading: one clear line for the many ways `from_pretrained` fails, and each
-model read in the precision it will run in."""
+model read in the dtype it will run in."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -13,9 +13,8 @@ import torch
 from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
-from core.accel.memory import release_freed_memory
 from core.errors import ModelLoadError
-from core.precision import LOAD_DTYPES, Hardware, apply, resolve
+from core.precision import LOAD_DTYPES, Hardware
 
 log = logging.getLogger(__name__)
 
@@ -71,59 +70,34 @@ def in_hub_cache(name_or_path: str) -> bool:
         return False
 
 
-def load_model(
+def load_weights(
     loader: Callable[..., M],
     name_or_path: str,
     *,
     model: str,
     token: str | None,
-    precision: str,
-    hardware: Hardware | None,
-    dynamic_int8_only: Iterable[str] | None = None,
-    many_rows: Iterable[str] = (),
-    prepare: Callable[[M, str, Hardware], str] | None = None,
-) -> tuple[M, str]:
-    """Load `model` (`core.precision.CAPTION` or `SENTIMENT`) in `precision` on `hardware`.
-
-    `auto` and modes the hardware runs badly are resolved first, so the weights are read once,
-    in the dtype they will run in. `prepare` may change the model in place, with the mode and
-    hardware, before its layers are converted, and returns the mode that then runs. Returns the
-    model, on its device, and the mode it runs in.
-    """
+    mode: str,
+    hardware: Hardware,
+) -> M:
+    """Read `model` (`core.precision.CAPTION` or `SENTIMENT`) as stock transformers, in the
+    dtype that `mode` (already resolved) loads, on `hardware`'s device."""
     started = time.perf_counter()
-    hardware = hardware or Hardware.detect()
-    name = model.upper()
-    mode = resolve(precision, model=model, hardware=hardware, variable=f"{name}_PRECISION")
     loaded = load_pretrained(
         loader,
         name_or_path,
-        variable=f"{name}_MODEL",
+        variable=f"{model.upper()}_MODEL",
         token=token,
         adapters=True,
         dtype=LOAD_DTYPES[mode],
     )
-    loaded = loaded.to(hardware.device)
     if hardware.device.startswith("cuda"):
-        # cuDNN's fused attention builds a plan for each new shape: in bf16 a caption of a new
-        # batch size took 0.8–1.3 s, against 0.14–0.15 s with PyTorch's other fused kernels,
-        # and 0.10–0.13 s once warm either way (H200, one-off). fp32 never takes that path.
+        # cuDNN's fused attention builds a plan for each new shape: a caption of a new batch
+        # size took a second more (docs/performance.md). fp32 never takes that path.
         torch.backends.cuda.enable_cudnn_sdp(False)
-    if prepare is not None:
-        mode = prepare(loaded, mode, hardware)
-    loaded = apply(
-        loaded,
-        mode,
-        hardware=hardware,
-        dynamic_int8_only=dynamic_int8_only,
-        many_rows=many_rows,
-    )
-    release_freed_memory()
-    log.info(
-        "%s model %s loaded in %.1f s (%s on %s)",
+    log.debug(
+        "%s model %s read in %.1f s",
         model.capitalize(),
         name_or_path,
         time.perf_counter() - started,
-        mode,
-        hardware.device,
     )
-    return loaded, mode
+    return loaded.to(hardware.device)

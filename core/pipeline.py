@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
@@ -24,6 +24,9 @@ from core.errors import BadImageError, BadTextError
 from core.images import load_image
 from core.records import Record
 from core.sentiment_base import Sentiment
+
+if TYPE_CHECKING:
+    from core.precision import Hardware
 
 IMAGE = "image"
 MANUAL = "manual"
@@ -92,6 +95,7 @@ class Pipeline:
                 settings.generation,
                 settings.hf_token,
                 settings.caption_precision,
+                _Acceleration(settings.acceleration, settings.cpu_class),
             )
         if settings.sentiment_backend == API:
             classifier = _remote_classifier(
@@ -106,6 +110,7 @@ class Pipeline:
                 settings.hf_token,
                 settings.sentiment_precision,
                 settings.compile_dir,
+                _Acceleration(settings.acceleration, settings.cpu_class),
             )
         return cls(captioner, classifier)
 
@@ -205,23 +210,56 @@ def _texts(caption: str, text: str) -> tuple[str, str, str]:
     return caption, text, combine(caption, text)
 
 
+@dataclass(frozen=True)
+class _Acceleration:
+    """`ACCELERATION` and `MOOD_CPU_CLASS`: whether fast paths run, and on which CPU class."""
+
+    on: bool
+    cpu_class: str
+
+    def hardware(self) -> Hardware:
+        from core.precision import Hardware  # imports torch: local backend only
+
+        return Hardware.detect(cpu_class=self.cpu_class)
+
+
 @functools.cache
 def _captioner(
-    name: str, generation: GenerationSettings, token: str | None, precision: str
+    name: str,
+    generation: GenerationSettings,
+    token: str | None,
+    precision: str,
+    acceleration: _Acceleration,
 ) -> CaptionModel:
     from core.captioner import Captioner  # torch and transformers: local backend only
 
-    return Captioner.from_pretrained(name, generation=generation, token=token, precision=precision)
+    return Captioner.from_pretrained(
+        name,
+        generation=generation,
+        token=token,
+        precision=precision,
+        hardware=acceleration.hardware(),
+        accelerate=acceleration.on,
+    )
 
 
 @functools.cache
 def _classifier(
-    name: str, token: str | None, precision: str, compile_dir: Path | None
+    name: str,
+    token: str | None,
+    precision: str,
+    compile_dir: Path | None,
+    acceleration: _Acceleration,
 ) -> SentimentModel:
     from core.sentiment import SentimentClassifier  # torch and transformers: local backend only
 
     return SentimentClassifier.from_pretrained(
-        name, token=token, precision=precision, compile_dir=compile_dir
+        name,
+        token=token,
+        precision=precision,
+        hardware=acceleration.hardware(),
+        compile_dir=compile_dir,
+        accelerate=acceleration.on,
     )
 
 

@@ -3,38 +3,33 @@
 - `fp32`: the original app's; every other mode is measured against it.
 - `bf16`: weights and activations in bfloat16. Fast on CPUs with `avx512_bf16` or AMX and on
   GPUs; elsewhere it is emulated and slower than fp32, so it falls back to fp32 with a log line.
-  On such a CPU the linear layers' weights are also prepacked for oneDNN (same numbers, faster).
 - `fp16`: float16, for GPUs; on a CPU it falls back to fp32 with a log line.
-- `int8`: int8 weights, CPU only (on a GPU it falls back to half precision). On a CPU with
-  native bf16 they are weight-only int8: every `nn.Linear` keeps int8 weights with one scale
-  per output channel and computes in bf16 (and the vocabulary tables keep int8 rows,
-  `core.accel.embeddings`), which keeps outputs within bf16's reach (README,
-  "Precision"). Without bf16 it is PyTorch's post-training dynamic quantization: activations
-  are quantized to int8 at each call too, which drifts further from fp32.
+- `int8`: every linear layer holds int8 weights in blocks of 64 inputs, each with its own
+  scale, and rounds its activations to int8 per row and block as they enter (what ONNX
+  Runtime's `MatMulNBits` computes, `core.accel.int8`); vocabulary tables keep int8 rows.
+  Each row is rounded on its own, so a text's numbers never depend on its batch. CPU only (on
+  a GPU it falls back to half precision).
 - `bf16+int8-decoder`, `fp32+int8-decoder`: the captioner in bf16 or fp32 but for its text
-  decoder, which runs in int8 in ONNX Runtime (`core.accel.onnx_decoder`); what `auto` picks for it
-  on a CPU with VNNI, with native bf16 or without. Not settings of their own.
+  decoder, which runs in int8; what `auto` picks for the captioner on a CPU. Not settings of
+  their own.
 - `auto`: per model and device, the fastest mode whose fidelity the benchmark
-  (`python -m bench.bench_models`) has shown; the README's "Precision" section has the numbers.
+  (`python -m bench.bench_models`) has shown; docs/performance.md has the numbers.
 
-`resolve` turns a requested mode into the one that will run; `apply` converts a loaded model in
-place, so no fp32 copy stays alive. `Hardware` says what the device can do; it is detected, or
-given by a test.
+`resolve` turns a requested mode into the one that will run; `core.accel` converts and runs
+the model. `Hardware` says what the device can do; it is detected (and may be capped to a
+lesser CPU class, `MOOD_CPU_CLASS`), or given by a test.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from core.accel import embeddings, linear_layers
-from core.config import PRECISIONS
+from core.config import CPU_CLASSES, PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +61,47 @@ LOAD_DTYPES = {
 
 # CPU flags (as /proc/cpuinfo names them) that make bfloat16 matrix products fast.
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-# ... and int8 dot products (VNNI), which ONNX Runtime's int8 kernels build on.
+# ... and int8 dot products (VNNI).
 INT8_DOT_CPU_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
+AMX_BF16 = "amx_bf16"
+# What each CPU class of `core.config.CPU_CLASSES` adds to the one before it: a machine capped
+# to a class keeps only its own flags that the class and those before it name.
+_CLASS_FLAGS = {
+    "avx2": {"sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c"},
+    "avx512": {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"},
+    "avx512_bf16": {"avx512_vnni", "avx_vnni", "avx512_bf16"},
+    "amx": {"amx_bf16", "amx_tile", "amx_int8"},
+}
+# Flags no class removes: the ones that say nothing of vector width or number formats.
+_KEPT_FLAGS_PREFIXES = ("avx512", "avx_", "amx")
+
+
+def cap_flags(flags: Iterable[str], cpu_class: str) -> frozenset[str]:
+    """`flags` as a CPU of `cpu_class` would show them; all of them when `cpu_class` is empty."""
+    flags = frozenset(flags)
+    if not cpu_class:
+        return flags
+    allowed = set().union(
+        *(_CLASS_FLAGS[name] for name in CPU_CLASSES[: CPU_CLASSES.index(cpu_class) + 1])
+    )
+    return frozenset(
+        flag
+        for flag in flags
+        if flag in allowed
+        or not (flag.startswith(_KEPT_FLAGS_PREFIXES) or flag in _CLASS_FLAGS["avx2"])
+    )
+
+
+def cpu_class(flags: Iterable[str]) -> str:
+    """The highest class of `core.config.CPU_CLASSES` whose defining flag is among `flags`."""
+    flags = frozenset(flags)
+    defining = {
+        "amx": "amx_bf16",
+        "avx512_bf16": "avx512_bf16",
+        "avx512": "avx512f",
+        "avx2": "avx2",
+    }
+    return next((name for name in reversed(CPU_CLASSES) if defining[name] in flags), "below avx2")
 
 
 @dataclass(frozen=True)
@@ -80,24 +114,27 @@ class Hardware:
     int8: bool = True
     int8_dot: bool = False
 
+    amx: bool = False
+
     @classmethod
-    def detect(cls, device: str | None = None) -> Hardware:
-        """The first CUDA GPU when there is one, else the CPU."""
+    def detect(cls, device: str | None = None, *, cpu_class: str = "") -> Hardware:
+        """The first CUDA GPU when there is one, else the CPU, capped to `cpu_class` if given."""
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if device.startswith("cuda"):
             return cls(device=device, bf16=torch.cuda.is_bf16_supported(), fp16=True, int8=False)
-        return cls.for_cpu(cpu_flags())
+        return cls.for_cpu(cap_flags(cpu_flags(), cpu_class))
 
     @classmethod
     def for_cpu(cls, flags: Iterable[str]) -> Hardware:
-        engines = torch.backends.quantized.supported_engines
+        flags = frozenset(flags)
         return cls(
             device="cpu",
             bf16=not BF16_CPU_FLAGS.isdisjoint(flags),
             fp16=False,
-            int8=any(engine in engines for engine in ("x86", "fbgemm", "qnnpack")),
+            int8=True,
             int8_dot=not INT8_DOT_CPU_FLAGS.isdisjoint(flags),
+            amx=AMX_BF16 in flags,
         )
 
     def describe(self) -> str:
@@ -124,27 +161,18 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 
 
 # `auto`, per device and model: the fastest mode whose fidelity the benchmark has shown
-# (README, "Precision"). On a CPU with native bf16, bf16 stays closest to fp32
-# (all-MiniLM-L6-v2 embeddings: cosine 0.99996; weight-only int8 and the int8 decoder's kernel
-# both 0.9994). Where the CPU also has VNNI, the captioner's text decoder runs in int8 in ONNX
-# Runtime, the rest in bf16: a lone photo's caption took 0.32–0.34 against 0.50–0.58 s in
-# bf16, and eight at once went nearly as fast (4.1–4.6 against 4.5–5.0 photos/s). int8
-# throughout is slower when the bot is busy (its vision encoder converts int8 weights at each
-# call; three texts take 36–48 against 18–22 ms), so it remains the smallest footprint, not
-# the default.
-# Without native bf16, int8 is dynamic quantization and is kept to the sentiment model (a label
-# is robust to its drift; dynamic int8 RoBERTa keeps its accuracy in published results); the
-# captioner's vision encoder stays in fp32, as greedy decoding turns small drifts into other
-# words, and its decoder runs in ONNX Runtime where the CPU has VNNI (side by side, with this
-# CPU's bf16 hidden: 0.65 against 0.99 s per photo).
+# (docs/performance.md). On a CPU with native bf16, bf16 stays closest to fp32 (the benchmark's
+# real all-MiniLM-L6-v2: cosine 0.99996); without it, fp32. Either way the captioner's text
+# decoder runs in int8 in ONNX Runtime, whose kernel reads the weights at memory speed on
+# every CPU class, and without bf16 its vision encoder runs in ONNX Runtime's float32 graph.
+# Dynamic int8 (activations rounded over a whole batch) is never picked: a text's score then
+# depends on what other chats sent in the same batch.
 def _auto(model: str, hardware: Hardware) -> str:
     if hardware.device != "cpu":
         return BF16 if hardware.bf16 else FP16
     if model == SENTIMENT:
-        return BF16 if hardware.bf16 else INT8
-    if hardware.int8_dot:
-        return BF16_INT8_DECODER if hardware.bf16 else FP32_INT8_DECODER
-    return BF16 if hardware.bf16 else FP32
+        return BF16 if hardware.bf16 else FP32
+    return BF16_INT8_DECODER if hardware.bf16 else FP32_INT8_DECODER
 
 
 def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "") -> str:
@@ -166,113 +194,17 @@ def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "
     elif requested == FP16 and not hardware.fp16:
         fallback = FP32
         why = "float16 is for GPUs, and this device has none"
-    elif requested in INT8_DECODER_BASES and not (hardware.device == "cpu" and hardware.int8_dot):
+    elif requested in INT8_DECODER_BASES and hardware.device != "cpu":
         base = INT8_DECODER_BASES[requested]
         fallback = resolve(base, model=model, hardware=hardware, variable=variable)
-        why = "its int8 decoder needs a CPU with VNNI"
+        why = "its int8 decoder runs on CPUs only"
     elif requested == BF16_INT8_DECODER and not hardware.bf16:
         fallback = FP32_INT8_DECODER
         why = "this CPU has no fast bfloat16 (it needs avx512_bf16 or AMX)"
     elif requested == INT8 and not hardware.int8:
         fallback = (BF16 if hardware.bf16 else FP16) if hardware.fp16 else FP32
-        why = "dynamic int8 quantization runs on CPUs only"
+        why = "int8 runs on CPUs only"
     if fallback is None:
         return requested
     log.warning("%s: %s; the %s model runs in %s instead.", setting, why, model, fallback)
     return fallback
-
-
-def apply(
-    model: nn.Module,
-    precision: str,
-    *,
-    hardware: Hardware,
-    dynamic_int8_only: Iterable[str] | None = None,
-    many_rows: Iterable[str] = (),
-) -> nn.Module:
-    """Convert `model` in place to `precision` on `hardware` and return it.
-
-    bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is); on a CPU,
-    bf16 weights are then prepacked, each with the GELU that follows it fused in, but for the
-    layers under `many_rows` (submodule names) that `core.accel.linear_layers.pack_linear_layers`
-    leaves plain. bf16+int8-decoder and fp32+int8-decoder do what bf16 and fp32 do: their
-    decoder has been handed to ONNX Runtime by then (`core.captioner`). int8 swaps each
-    `nn.Linear` for an int8 one as the module docstring says; `dynamic_int8_only` names the
-    submodules that dynamic int8 may touch (all of `model` when None). The replaced float
-    layers are dropped as they are swapped, and no fp32 copy stays alive once this
-    returns.
-    """
-    if precision == INT8 and hardware.bf16:
-        linear_layers.replace_linear_layers(model, linear_layers.Int8WeightLinear)
-        embeddings.quantize_word_embeddings(model)
-        model.to(torch.bfloat16)  # new bf16 copies: nothing points into the fp32 file any more
-    elif precision == INT8:
-        targets = (
-            [model]
-            if dynamic_int8_only is None
-            else [model.get_submodule(name) for name in dynamic_int8_only]
-        )
-        _copy_into_memory(model, skip=_linear_weights(targets))
-        for target in targets:
-            _quantize_linear_layers(target)
-    elif precision in (BF16, FP16, BF16_INT8_DECODER):
-        model.to(torch.float16 if precision == FP16 else torch.bfloat16)
-        if precision != FP16 and hardware.device == "cpu" and linear_layers.packing_available():
-            parts = [model.get_submodule(name) for name in many_rows]
-            linear_layers.pack_linear_layers(model, many_rows=parts)
-            linear_layers.fuse_gelu(model)
-    elif precision not in (FP32, FP32_INT8_DECODER):
-        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(MODES)}")
-    return model
-
-
-def is_quantized(module: nn.Module) -> bool:
-    """Holds int8 weights, of either kind."""
-    return isinstance(
-        module, (torch.ao.nn.quantized.dynamic.Linear, linear_layers.Int8WeightLinear)
-    )
-
-
-def input_dtype(module: nn.Module) -> torch.dtype:
-    """The floating dtype `module` expects its inputs in: that of its first float parameter."""
-    for parameter in module.parameters():
-        if parameter.is_floating_point():
-            return parameter.dtype
-    return torch.float32
-
-
-def _quantize_linear_layers(module: nn.Module) -> None:
-    # torch.ao.quantization is deprecated in favour of the torchao package, but still ships
-    # with the torch this project pins and needs no new dependency; torchao's equivalent
-    # (Int8DynamicActivationInt8WeightConfig) was slower on RoBERTa without compilation
-    # (36 ms against 10 ms, issue 4). Its deprecation warnings would repeat this at each start.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        # One weight scale per output channel, not one per layer: all-MiniLM-L6-v2 embeddings
-        # keep cosine 0.97 to fp32 against 0.94, at the same speed (README, "Precision").
-        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-        torch.ao.quantization.quantize_dynamic(module, {nn.Linear: qconfig}, inplace=True)
-
-
-def _linear_weights(modules: Iterable[nn.Module]) -> set[int]:
-    return {
-        id(layer.weight)
-        for module in modules
-        for layer in module.modules()
-        if isinstance(layer, nn.Linear)
-    }
-
-
-def _copy_into_memory(model: nn.Module, *, skip: set[int]) -> None:
-    """Give every tensor that will stay as it is (all but those in `skip`) its own memory.
-
-    `from_pretrained` memory-maps the checkpoint, and the map lives as long as any tensor
-    still points into it: the embeddings, the layer norms and the biases that the quantized
-    layers keep would hold the whole fp32 file resident. Copied, they let it go once the last
-    float weight is quantized.
-    """
-    with torch.no_grad():
-        for tensor in (*model.parameters(), *model.buffers()):
-            if id(tensor) not in skip:
-                tensor.data = tensor.data.clone()

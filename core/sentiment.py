@@ -7,47 +7,39 @@ other classes works without code changes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BatchEncoding,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
+from core import accel
 from core import precision as precisions
-from core.accel.sentiment_encoding import Layers, LeanPass, encodes_plainly, fuse_query_key_value
-from core.loading import load_model, load_pretrained
+from core.loading import load_pretrained, load_weights
 from core.sentiment_base import Sentiment, preprocess_tweet
 
 __all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
-
-AMX_BF16 = "amx_bf16"
 
 
 class SentimentClassifier:
     def __init__(
         self,
         tokenizer: PreTrainedTokenizerBase,
-        model: PreTrainedModel,
+        runner: accel.Runner,
         precision: str = precisions.FP32,
-        layers: Layers | None = None,
     ) -> None:
-        """`layers`: the model's layers compiled (`core.accel.sentiment_compiled`), in place of its
-        own."""
         self.tokenizer = tokenizer
-        self.model = model.eval()
+        self.runner = runner
         self.precision = precision
-        self._device = next(model.parameters()).device
+        config = runner.config
         # RoBERTa's positions start after padding_idx, so two of max_position_embeddings are
         # unusable; the cardiffnlp tokenizer declares no limit of its own.
-        self.max_length = min(tokenizer.model_max_length, model.config.max_position_embeddings - 2)
-        self._lean = LeanPass(model, layers) if encodes_plainly(model) else None
-        self.compiled = layers is not None and self._lean is not None
+        self.max_length = min(tokenizer.model_max_length, config.max_position_embeddings - 2)
 
     @classmethod
     def from_pretrained(
@@ -58,38 +50,40 @@ class SentimentClassifier:
         precision: str = precisions.FP32,
         hardware: precisions.Hardware | None = None,
         compile_dir: Path | None = None,
+        accelerate: bool = True,
     ) -> SentimentClassifier:
         """`precision` is a mode of `core.precision` (`auto` included), resolved for `hardware`
         (detected when None): the model runs on its device, in that mode. With `compile_dir`,
-        bf16 layers on a CPU with AMX are compiled and kept there (`accel.sentiment_compiled`)."""
-        compiled: list[Layers] = []
-
-        def prepare(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) -> str:
-            mode = _fuse_query_key_value(model, mode, hardware)
-            if compile_dir is not None and _compiles(model, mode, hardware):
-                from core.accel.sentiment_compiled import (
-                    compiled_layers,  # torch's compiler: only here
-                )
-
-                layers = compiled_layers(model, compile_dir)
-                if layers is not None:
-                    compiled.append(layers)
-                    model.roberta.encoder.layer = nn.ModuleList()  # the package holds them now
-            return mode
-
+        bf16 layers on a CPU with AMX are compiled and kept there (`accel.sentiment_compiled`);
+        `accelerate=False` runs stock transformers only."""
+        hardware = hardware or precisions.Hardware.detect()
+        mode = precisions.resolve(
+            precision,
+            model=precisions.SENTIMENT,
+            hardware=hardware,
+            variable="SENTIMENT_PRECISION",
+        )
         tokenizer = load_pretrained(
             AutoTokenizer.from_pretrained, name_or_path, variable="SENTIMENT_MODEL", token=token
         )
-        model, mode = load_model(
+        load = partial(
+            load_weights,
             AutoModelForSequenceClassification.from_pretrained,
             name_or_path,
             model=precisions.SENTIMENT,
             token=token,
-            precision=precision,
+            mode=mode,
             hardware=hardware,
-            prepare=prepare,
         )
-        return cls(tokenizer, model, mode, compiled[0] if compiled else None)
+        runner = accel.sentiment_runner(
+            load, mode, hardware, accelerate=accelerate, compile_dir=compile_dir
+        )
+        return cls(tokenizer, runner, mode)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the layers run compiled for this CPU (`accel.sentiment_compiled`)."""
+        return "compiled" in self.runner.path
 
     def preprocess(self, texts: Sequence[str]) -> BatchEncoding:
         return self.tokenizer(
@@ -101,14 +95,12 @@ class SentimentClassifier:
         )
 
     def forward(self, inputs: BatchEncoding) -> torch.Tensor:
-        inputs = inputs.to(self._device)
+        inputs = inputs.to(self.runner.device)
         with torch.inference_mode():
-            if self._lean is not None:
-                return self._lean(inputs["input_ids"], inputs["attention_mask"])
-            return self.model(**inputs).logits
+            return self.runner.run(inputs["input_ids"], inputs["attention_mask"])
 
     def postprocess(self, logits: torch.Tensor) -> list[Sentiment]:
-        id2label = self.model.config.id2label
+        id2label = self.runner.config.id2label
         results = []
         for row in logits.float().softmax(dim=-1).tolist():
             scores = {id2label[index]: probability for index, probability in enumerate(row)}
@@ -120,27 +112,3 @@ class SentimentClassifier:
         if not texts:
             return []
         return self.postprocess(self.forward(self.preprocess(texts)))
-
-
-def _fuse_query_key_value(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) -> str:
-    """`load_model`'s step before the layers are converted: where the lean pass runs the model,
-    it computes each layer's query, key and value in one product. The mode stays as it is.
-
-    Not in fp32, where the weights stay the checkpoint's memory map: stacked copies would be
-    held beside the mapped originals (85 MiB more for RoBERTa base). Every other mode makes
-    new copies of the weights anyway.
-    """
-    if mode != precisions.FP32 and encodes_plainly(model):
-        fuse_query_key_value(model)
-    return mode
-
-
-def _compiles(model: PreTrainedModel, mode: str, hardware: precisions.Hardware) -> bool:
-    """Where compiled layers were measured to pay: bf16 on a CPU with AMX, which inductor's
-    kernels use, with the lean pass (README, "Compiled layers")."""
-    return (
-        mode == precisions.BF16
-        and hardware.device == "cpu"
-        and AMX_BF16 in precisions.cpu_flags()
-        and encodes_plainly(model)
-    )

@@ -6,7 +6,8 @@ import torch
 
 from core.accel.sentiment_compiled import PREFIX
 from core.precision import BF16, cpu_flags
-from core.sentiment import AMX_BF16, SentimentClassifier
+from core.precision import AMX_BF16
+from core.sentiment import SentimentClassifier
 
 # The tiny model's texts, packed into one sequence and into two.
 TEXTS = ["a dog on the beach. best day ever!!", "a dog on the beach", "best day ever!!"]

@@ -27,34 +27,42 @@ from torch.nn import functional
 from transformers import BlipForConditionalGeneration, GenerationConfig
 from transformers.models.blip.modeling_blip_text import BlipTextLMHeadModel
 
+from core.config import GenerationSettings
+
 # One decoding step: the newest tokens, (batch, 1), and their position in; the next tokens out.
 Step = Callable[[torch.Tensor, int], torch.Tensor]
 # The steps for one batch of photos: their vision encoder output and the most tokens to come.
 Steps = Callable[[torch.Tensor, int], Step]
 
-# Generation settings that make greedy decoding pick other than the highest-scoring token.
-_SCORE_CHANGERS = {
-    "repetition_penalty": (None, 1.0),
-    "no_repeat_ngram_size": (None, 0),
-    "encoder_no_repeat_ngram_size": (None, 0),
-    "bad_words_ids": (None,),
-    "min_length": (None, 0),
-    "min_new_tokens": (None, 0),
-    "suppress_tokens": (None,),
-    "begin_suppress_tokens": (None,),
-    "forced_bos_token_id": (None,),
-    "forced_eos_token_id": (None,),
-    "sequence_bias": (None,),
-    "exponential_decay_length_penalty": (None,),
-    "watermarking_config": (None,),
-}
+# Generation settings the lean loop is known to honour, at any value; any other setting that
+# differs from its default (beams, sampling, penalties, forced or suppressed tokens...) sends
+# captions through `generate()`.
+SAFE_SETTINGS = frozenset(
+    {
+        "bos_token_id",
+        "decoder_start_token_id",
+        "eos_token_id",
+        "pad_token_id",
+        "sep_token_id",
+        "max_length",
+        "max_new_tokens",
+        "use_cache",
+        "output_attentions",
+        "output_hidden_states",
+        "transformers_version",
+        "_from_model_config",
+    }
+)
 
 
-def decodes_plainly(config: GenerationConfig, num_beams: int) -> bool:
-    """Whether `decode_greedily` gives what `generate()` would with these settings."""
-    return num_beams == 1 and all(
-        getattr(config, name, None) in defaults for name, defaults in _SCORE_CHANGERS.items()
-    )
+def unsafe_generation_settings(
+    config: GenerationConfig, generation: GenerationSettings
+) -> list[str]:
+    """What in the model's generation config or ours the lean loop does not honour."""
+    unsafe = sorted(set(config.to_diff_dict()) - SAFE_SETTINGS)
+    if generation.num_beams != 1:
+        unsafe.append(f"num_beams={generation.num_beams}")
+    return unsafe
 
 
 def decode_greedily(

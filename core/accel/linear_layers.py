@@ -8,12 +8,6 @@ benchmark's 2-core server (README, "Precision"), shape these layers:
   about half the time: the vision encoder went from 0.26 to 0.13 s per photo. A GELU that
   follows can be applied by the same call (`fuse_gelu`). Only where a layer narrows its input
   and always sees hundreds of rows is the plain layout the faster (`pack_linear_layers`).
-- `Int8WeightLinear`: while a caption is decoded one token at a time, each step reads every
-  weight of the decoder once, so its speed is set by the bytes read. int8 weights (one scale
-  per output channel) halve those bytes against bf16, while activations stay bf16, so only
-  the weights are rounded. This is weight-only quantization ("weight compression" in
-  OpenVINO's BLIP notebook); unlike dynamic int8 it does not round the activations, which is
-  where the fidelity loss shows (README, "Precision").
 """
 
 from __future__ import annotations
@@ -60,40 +54,6 @@ class PackedLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bf16 prepacked{then}"
         )
-
-
-class Int8WeightLinear(nn.Module):
-    """`nn.Linear` with int8 weights, one scale per output channel, and float activations."""
-
-    # Up to this many rows (tokens × batch) torch's int8 matrix-vector kernel is the faster;
-    # above it, a bf16 copy of the weight made per call is (crossover measured near 20 rows).
-    FEW_ROWS = 16
-
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        weight_int8, scale = int8_rows(linear.weight.detach())
-        self.register_buffer("weight_int8", weight_int8)
-        self.register_buffer("scale", scale)  # cast with the model, so it matches the inputs
-        self.bias = linear.bias
-        # torch's int8 kernel gave wrong results for in_features=40 and crashed for 37; it is
-        # only trusted with multiples of 32 (BLIP's and RoBERTa's are multiples of 256).
-        self._kernel_fits = self.in_features % 32 == 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        if self._kernel_fits and len(rows) <= self.FEW_ROWS and x.dtype == self.scale.dtype:
-            out = torch._weight_int8pack_mm(rows.contiguous(), self.weight_int8, self.scale)
-        else:
-            # Scaling the product's columns, not the weight, spares one pass over the weight:
-            # RoBERTa's three texts took 47 instead of 61 ms.
-            out = functional.linear(rows, self.weight_int8.to(x.dtype)) * self.scale.to(x.dtype)
-        if self.bias is not None:
-            out = out + self.bias
-        return out.reshape(*x.shape[:-1], self.out_features)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
 
 
 Product = Callable[[torch.Tensor], torch.Tensor]

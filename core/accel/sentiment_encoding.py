@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional
-from transformers import RobertaForSequenceClassification
+from transformers import RobertaForSequenceClassification, XLMRobertaForSequenceClassification
 
 from core.accel.linear_layers import Product, product_of, stack_linear_layers
 from core.accel.text_packing import pack_texts
@@ -35,7 +35,7 @@ from core.accel.text_packing import pack_texts
 
 def encodes_plainly(model: nn.Module) -> bool:
     """Whether `LeanPass` gives what transformers' forward gives for this architecture."""
-    if type(model) is not RobertaForSequenceClassification:
+    if type(model) not in (RobertaForSequenceClassification, XLMRobertaForSequenceClassification):
         return False
     config = model.config
     return getattr(config, "position_embedding_type", "absolute") == "absolute" and not (

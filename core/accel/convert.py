@@ -1,0 +1,70 @@
+"""A loaded model converted, in place, to the number format of its mode: the stock form that
+transformers' own `generate()` and forward run, and that every fast path is checked against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from core.accel.embeddings import quantize_word_embeddings
+from core.accel.int8 import Int8Linear
+from core.accel.linear_layers import replace_linear_layers
+from core.precision import BF16, BF16_INT8_DECODER, FP16, INT8, INT8_DECODER_BASES
+
+# Where the captioner's int8-decoder modes keep int8 weights.
+TEXT_DECODER = "text_decoder"
+
+
+def int8_parts(model: nn.Module, mode: str) -> list[nn.Module]:
+    """The submodules that hold int8 weights in `mode`: all of an int8 model, a captioner's
+    text decoder in the int8-decoder modes, none otherwise."""
+    if mode == INT8:
+        return [model]
+    if mode in INT8_DECODER_BASES:
+        return [model.get_submodule(TEXT_DECODER)]
+    return []
+
+
+def to_stock_form(model: nn.Module, mode: str) -> nn.Module:
+    """Convert `model` in place to `mode` and return it.
+
+    bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is). In int8
+    parts (`int8_parts`) every `nn.Linear` becomes an `Int8Linear` and every vocabulary table
+    an `Int8Embedding`; what is left keeps the mode's float format. No copy of a replaced
+    float weight stays alive once this returns.
+    """
+    parts = int8_parts(model, mode)
+    if parts:
+        copy_into_memory(model, skip=linear_weights(parts))
+        for part in parts:
+            replace_linear_layers(part, Int8Linear)
+            quantize_word_embeddings(part)
+    base = INT8_DECODER_BASES.get(mode, mode)
+    if base in (BF16, FP16) or mode == BF16_INT8_DECODER:
+        model.to(torch.float16 if base == FP16 else torch.bfloat16)
+    return model
+
+
+def linear_weights(modules: Iterable[nn.Module]) -> set[int]:
+    return {
+        id(layer.weight)
+        for module in modules
+        for layer in module.modules()
+        if isinstance(layer, nn.Linear)
+    }
+
+
+def copy_into_memory(model: nn.Module, *, skip: set[int] = frozenset()) -> None:
+    """Give every tensor that will stay as it is (all but those in `skip`) its own memory.
+
+    `from_pretrained` memory-maps the checkpoint, and the map lives as long as any tensor
+    still points into it: the embeddings, layer norms and biases that a converted model keeps
+    would hold the whole float32 file resident. Copied, they let it go once the last float
+    weight is dropped.
+    """
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if id(tensor) not in skip:
+                tensor.data = tensor.data.clone()
