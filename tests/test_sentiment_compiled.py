@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from core.accel.sentiment_compiled import PREFIX
-from core.precision import BF16, cpu_flags
-from core.precision import AMX_BF16
+from core.precision import AMX_BF16, BF16, cpu_flags
 from core.sentiment import SentimentClassifier
 
 # The tiny model's texts, packed into one sequence and into two.
