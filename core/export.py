@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from datetime import UTC
@@ -71,11 +72,20 @@ def write_csv(records: Iterable[Record], out: TextIO) -> int:
 def export_csv(store: RecordStore, out: Path, chat_id: int | None = None) -> int:
     """Write the records of `chat_id` (or of every chat) to the file `out`; return the count.
 
-    Raises RecordsError when the records file cannot be read, CoreError when `out` cannot
-    be written; `out` is then left as it was.
+    A symlink is followed: the file it names is replaced, the link kept. Anything but a
+    regular file (a device, a pipe, a folder) is refused, never replaced: standard output
+    is the way to a pipe. Raises RecordsError when the records file cannot be read,
+    CoreError when `out` cannot be written; `out` is then left as it was.
     """
+    target = Path(os.path.realpath(out))
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.stat(target).st_mode):
+            raise CoreError(
+                f"Cannot write the export {out}: it is not a regular file "
+                "(leave out --out to write to standard output)"
+            )
     try:
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:
         raise CoreError(f"Cannot write the export {out}: {exc.strerror or exc}") from exc
     try:
@@ -83,7 +93,7 @@ def export_csv(store: RecordStore, out: Path, chat_id: int | None = None) -> int
             count = write_csv(store.records(chat_id), file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(tmp, out)
+        os.replace(tmp, target)
     except OSError as exc:
         raise CoreError(f"Cannot write the export {out}: {exc.strerror or exc}") from exc
     finally:
