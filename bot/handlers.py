@@ -29,6 +29,7 @@ from core.pending import Lookup, PendingCaptions
 from core.pipeline import IMAGE, MANUAL
 from core.ratelimit import RateLimit
 from core.records import RecordStore
+from core.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ async def _finish_or_wait(
 async def _wait_for_text(
     update: Update, context: ContextTypes.DEFAULT_TYPE, caption: str, source: str
 ) -> None:
+    caption = clean_text(caption)  # kept and shown: no lone surrogate may come along
     if not caption.strip():
         raise Refusal("The caption is empty: describe the picture in a few words.")
     in_group = _in_group(update.effective_chat)
