@@ -81,3 +81,40 @@ async def test_it_loads_models_registers_commands_answers_and_stops_on_sigterm(
     assert api.token not in log and api.token.split(":")[1] not in log
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("a lake at dawn,peaceful,")
+
+
+@pytest.mark.timeout(180)
+async def test_an_unreachable_telegram_is_retried_and_a_polling_hiccup_is_one_line(
+    tmp_path, tiny_models
+):
+    async with FakeBotApi() as api:
+        api.fail_next("getMe", status=502, times=2)  # Telegram down at start
+        api.fail_next("getUpdates", status=502)  # then one hiccup while polling
+        env = bot_env(
+            tmp_path,
+            TELEGRAM_BOT_TOKEN=api.token,
+            TELEGRAM_API_BASE_URL=api.root_url,
+            CAPTION_MODEL=str(tiny_models.caption),
+            SENTIMENT_MODEL=str(tiny_models.sentiment),
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            ann = api.user(1)
+            chat = api.private_chat(ann)
+            api.send_text(chat, ann, "/help")
+            await api.wait_for_sent(chat["id"], timeout=120)
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 10)
+        finally:
+            if process.returncode is None:
+                process.kill()
+        log = (await process.stdout.read()).decode()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log
+    retries = [line for line in log.splitlines() if "Telegram cannot be reached" in line]
+    assert len(retries) == 2 and "trying again, waiting up to 30 s between tries" in retries[0]
+    hiccups = [line for line in log.splitlines() if "Polling Telegram failed" in line]
+    assert len(hiccups) == 1 and "Bad Gateway" in hiccups[0]

@@ -102,3 +102,39 @@ async def test_the_webhook_takes_updates_only_with_the_secret_token(tmp_path):
                 _, err = await asyncio.wait_for(process.communicate(), 30)
             assert process.returncode == 0, err.decode()
             assert SECRET not in err.decode()
+
+
+@pytest.mark.timeout(120)
+async def test_a_webhook_port_in_use_stops_the_bot_with_one_line_naming_it(tmp_path):
+    with FakeInference() as inference, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with FakeBotApi() as api:
+            env = {
+                **child_env(drop=("HF_", "TRANSFORMERS_", "TELEGRAM_", "CAPTION_", "WEBHOOK_")),
+                "RECORDS_PATH": str(tmp_path / "records.csv"),
+                "TELEGRAM_BOT_TOKEN": api.token,
+                "TELEGRAM_API_BASE_URL": api.root_url,
+                "CAPTION_BACKEND": "api",
+                "CAPTION_ENDPOINT": inference.url("caption"),
+                "SENTIMENT_BACKEND": "api",
+                "SENTIMENT_ENDPOINT": inference.url("sentiment"),
+                "HF_TOKEN": TOKEN,
+                "WEBHOOK_URL": f"https://bot.example.org{HOOK_PATH}",
+                "WEBHOOK_SECRET_TOKEN": SECRET,
+                "WEBHOOK_LISTEN": "127.0.0.1",
+                "WEBHOOK_PORT": str(port),
+            }
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await asyncio.wait_for(process.communicate(), 90)
+    log = err.decode()
+    assert process.returncode == 1, log
+    assert "Traceback" not in log
+    assert log.splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port} (Address already in use): set WEBHOOK_PORT "
+        "to a free port, or WEBHOOK_LISTEN to an address of this machine."
+    )
