@@ -4,10 +4,16 @@ The records file keeps every text exactly as it was sent. An export is read by p
 Excel, LibreOffice Calc and Google Sheets evaluate a cell that starts with `=`, `+`, `-`
 or `@` (and, in some of them, with a tab or a carriage return) as a formula, so a message
 such as `=HYPERLINK("http://evil.example", "click")` would run on the reader's machine
-(CSV or formula injection). Following OWASP's guidance, every text cell that starts with
-one of those characters, with a newline or NUL, with their full-width forms, or with any
-of them after leading whitespace, gets a single quote in front: spreadsheets read the
-quote as "this is text" and do not show it. Numbers the bot wrote itself (the score, chat
+(CSV or formula injection). Following OWASP's guidance (its CSV Injection page and ASVS
+1.2.10: `=`, `+`, `-`, `@`, tab, carriage return, NUL), every text cell that starts with
+one of those characters, with a newline, with their full-width forms, or with any of them
+after leading whitespace or invisible format characters (a zero-width space, a byte order
+mark, a right-to-left override: Unicode category Cf), gets a single quote in front:
+spreadsheets read the quote as "this is text" and do not show it. The invisible ones are
+a margin, not a known bypass (Excel and LibreOffice take `\u200b=1+1` as text): a quote in
+front costs a text cell nothing, and a future importer that drops them would otherwise
+see a formula. `|` alone starts no formula (the DDE form `=cmd|...` needs the `=`, which
+is quoted), so it is left alone. Numbers the bot wrote itself (the score, chat
 and user ids, negative group ids included) stay numbers.
 
 The file is UTF-8 with a byte order mark, so spreadsheets detect the encoding, and lines
@@ -22,6 +28,7 @@ import csv
 import os
 import stat
 import tempfile
+import unicodedata
 from collections.abc import Iterable
 from datetime import UTC
 from pathlib import Path
@@ -34,12 +41,17 @@ FORMULA_STARTS = frozenset("=+-@\t\r\n\x00＝＋－＠")
 
 
 def neutralize(cell: str) -> str:
-    """Return `cell` with a leading `'` if a spreadsheet would take it for a formula."""
+    """Return `cell` with a leading `'` if a spreadsheet would (or might) take it for a formula."""
     first = cell[:1]
-    first_visible = cell.lstrip()[:1]
+    first_visible = next((char for char in cell if not _invisible(char)), "")
     if first in FORMULA_STARTS or first_visible in FORMULA_STARTS:
         return "'" + cell
     return cell
+
+
+def _invisible(char: str) -> bool:
+    """Whitespace, or a format character such as U+200B, U+FEFF or U+202E."""
+    return char.isspace() or unicodedata.category(char) == "Cf"
 
 
 def export_row(record: Record) -> list[str]:

@@ -2,11 +2,13 @@
 
 import csv
 import io
+import itertools
 import os
 import shutil
 import stat
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,12 @@ ATTACKS = [
     "   =1+1",
     "\u00a0=1+1",  # a no-break space is whitespace too
     "＝1+1",  # full-width equals sign
+    "\u200b=1+1",  # zero-width space
+    "\ufeff=1+1",  # byte order mark
+    "\u202e=1+1",  # right-to-left override
+    " \u200b\u2060@SUM(1)",
 ]
-HARMLESS = ["", "hello", "1+1", "a=b", "'=already quoted", "😀 = joy", "«=»"]
+HARMLESS = ["", "hello", "1+1", "a=b", "'=already quoted", "😀 = joy", "«=»", "|cmd", "\u200bhi"]
 
 
 def read_export(path: Path) -> list[dict[str, str]]:
@@ -44,7 +50,10 @@ def read_export(path: Path) -> list[dict[str, str]]:
 
 
 def is_formula(cell: str) -> bool:
-    return cell[:1] in FORMULA_STARTS or cell.lstrip()[:1] in FORMULA_STARTS
+    """Starts with a trigger, or has one after whitespace and invisible format characters."""
+    hidden = (c.isspace() or unicodedata.category(c) == "Cf" for c in cell)
+    visible = cell[sum(1 for _ in itertools.takewhile(bool, hidden)) :]
+    return cell[:1] in FORMULA_STARTS or visible[:1] in FORMULA_STARTS
 
 
 # --- one cell ------------------------------------------------------------------------------
