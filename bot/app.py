@@ -2,19 +2,22 @@
 
 `main()` reads the settings, refuses to start without a token, loads both models once
 (or checks the remote ones), builds the `Application` and polls Telegram (or, with
-WEBHOOK_URL, serves a webhook) until SIGINT/SIGTERM. The handlers below are
+WEBHOOK_URL, serves a webhook) until SIGINT/SIGTERM. A Telegram that cannot be reached at
+start is tried again, with a warning each time, until it answers; a webhook address that
+cannot be listened on stops the bot with one line naming the setting. The handlers below are
 the bot's whole behaviour; each one lives in `bot.handlers`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import sys
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
-from telegram.error import TelegramError
+from telegram.error import NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -49,11 +52,31 @@ COMMANDS = [
 ]
 
 
+class MoodApplication(Application):
+    async def initialize(self) -> None:
+        """The first call to Telegram (getMe): `run` retries it, and each failure is said."""
+        try:
+            await super().initialize()
+        except NetworkError as error:
+            log.warning(
+                "Telegram cannot be reached (%s): trying again, waiting up to %d s between tries",
+                error,
+                _MAX_RETRY_WAIT_S,
+            )
+            raise
+
+
+_MAX_RETRY_WAIT_S = 30  # python-telegram-bot's bootstrap backoff: 1 s, then ×1.5 up to this
+RETRY_FOREVER = -1
+_CANNOT_LISTEN = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+
+
 def build_application(
     settings: Settings, inference: Inference, pending: PendingCaptions | None = None
 ) -> Application:
     builder = (
         ApplicationBuilder()
+        .application_class(MoodApplication)
         .token(settings.telegram_bot_token)
         .concurrent_updates(PerPersonOrder())
         .rate_limiter(FloodControl())
@@ -111,7 +134,7 @@ def run(application: Application, settings: Settings) -> None:
     """Long polling, or with WEBHOOK_URL python-telegram-bot's own webhook server, which
     answers 403 to any request without the right X-Telegram-Bot-Api-Secret-Token."""
     if not settings.webhook_url:
-        application.run_polling(allowed_updates=[Update.MESSAGE])
+        application.run_polling(allowed_updates=[Update.MESSAGE], bootstrap_retries=RETRY_FOREVER)
         return
     log.info(
         "Webhook mode: listening on %s:%s for %s",
@@ -119,14 +142,24 @@ def run(application: Application, settings: Settings) -> None:
         settings.webhook_port,
         settings.webhook_url,
     )
-    application.run_webhook(
-        listen=settings.webhook_listen,
-        port=settings.webhook_port,
-        url_path=urlparse(settings.webhook_url).path,  # a reverse proxy keeps the path
-        webhook_url=settings.webhook_url,
-        secret_token=settings.webhook_secret_token,
-        allowed_updates=[Update.MESSAGE],
-    )
+    try:
+        application.run_webhook(
+            listen=settings.webhook_listen,
+            port=settings.webhook_port,
+            url_path=urlparse(settings.webhook_url).path,  # a reverse proxy keeps the path
+            webhook_url=settings.webhook_url,
+            secret_token=settings.webhook_secret_token,
+            allowed_updates=[Update.MESSAGE],
+            bootstrap_retries=RETRY_FOREVER,
+        )
+    except OSError as error:
+        if error.errno not in _CANNOT_LISTEN:
+            raise
+        sys.exit(
+            f"error: cannot listen on {settings.webhook_listen}:{settings.webhook_port} "
+            f"({error.strerror}): set WEBHOOK_PORT to a free port, or WEBHOOK_LISTEN to an "
+            "address of this machine."
+        )
 
 
 async def _start(application: Application) -> None:

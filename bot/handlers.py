@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from telegram import Bot, Chat, Document, ForceReply, Message, PhotoSize, Sticker, Update
 from telegram.constants import ChatAction
-from telegram.error import TelegramError
+from telegram.error import NetworkError, TelegramError
 from telegram.ext import ApplicationHandlerStop, ContextTypes
 
 from bot import replies
@@ -29,6 +29,7 @@ from core.pending import Lookup, PendingCaptions
 from core.pipeline import IMAGE, MANUAL
 from core.ratelimit import RateLimit
 from core.records import RecordStore
+from core.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,14 @@ async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 async def error_handler(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """People see one short line; the log gets the stack trace for anything unexpected."""
+    """People see one short line; the log gets the stack trace for anything unexpected.
+
+    A network error while polling (a 502 from getUpdates, a dropped connection) has no update:
+    it is a hiccup that polling retries by itself, worth one warning line."""
     error = context.error
+    if update is None and isinstance(error, NetworkError):
+        log.warning("Polling Telegram failed (%s): trying again", error)
+        return
     if isinstance(error, CoreError | Refusal):
         log.info("Refused: %s", error)
         answer = str(error)
@@ -183,6 +190,7 @@ async def _finish_or_wait(
 async def _wait_for_text(
     update: Update, context: ContextTypes.DEFAULT_TYPE, caption: str, source: str
 ) -> None:
+    caption = clean_text(caption)  # kept and shown: no lone surrogate may come along
     if not caption.strip():
         raise Refusal("The caption is empty: describe the picture in a few words.")
     in_group = _in_group(update.effective_chat)

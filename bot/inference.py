@@ -7,8 +7,9 @@ running is bounded: past it, people are told to try again instead of memory grow
 Micro-batching (`BATCH_WINDOW_MS` above 0): a caption request waits up to that long for
 others, from any chat, and up to `MAX_BATCH` of them go through the model in one call;
 classifications likewise, with each other. Each request still gets its own result or its own
-error (`Pipeline.caption_each`, `Pipeline.classify_many`). At 0, each request is one model
-call, exactly as `Pipeline.caption` and `Pipeline.classify` run it.
+error (`Pipeline.caption_each`, `Pipeline.classify_many`); if the batch's model call fails as a
+whole, each request runs again alone, so one poisoned request fails no one else. At 0, each
+request is one model call, exactly as `Pipeline.caption` and `Pipeline.classify` run it.
 
 When the last model call in flight ends, the thread hands the memory that the call freed back
 to the system (`on_idle`), so between bursts the bot's RSS is what the models really hold.
@@ -176,9 +177,15 @@ class _Batcher(Generic[T, R]):
     async def _serve(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         items = [item for item, _ in batch]
         try:
-            results = await self._submit(lambda: self._run(items))
-        except Exception as error:  # the whole call failed (a model error, shut down): all of them
-            results = [error] * len(batch)
+            results = await self._call(items)
+        except Exception as error:  # the whole call failed: one request may have poisoned it
+            if len(items) == 1:
+                results = [error]
+            else:
+                log.warning(
+                    "A batch of %d failed (%r): running each request alone", len(items), error
+                )
+                results = [await self._alone(item) for item in items]
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
@@ -186,6 +193,17 @@ class _Batcher(Generic[T, R]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def _call(self, items: list[T]) -> list[R | Exception]:
+        return await self._submit(lambda: self._run(items))
+
+    async def _alone(self, item: T) -> R | Exception:
+        """So that one bad request fails only itself, never the others of its batch."""
+        try:
+            (result,) = await self._call([item])
+        except Exception as error:
+            return error
+        return result
 
 
 def _inference_thread() -> ThreadPoolExecutor:

@@ -1,7 +1,9 @@
 """The last stage: turn results into the messages people read, in Telegram's HTML mode.
 
 Everything a user typed (or BLIP wrote) goes through `html.escape`, so `<b>`, `*`, `_` or
-backticks in a caption show literally and can never break a reply.
+backticks in a caption show literally and can never break a reply. Telegram counts a
+message's length in UTF-16 code units (an emoji is two), up to 4,096 once the HTML is
+parsed: user text is cut in those units, so a reply fits whatever was typed.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ HISTORY_UNAVAILABLE = "The history can't be read right now. Please try again lat
 
 
 def mood(sentiment: Sentiment) -> str:
-    return f"{EMOJI.get(sentiment.label, '🔎')} {escape(sentiment.label)} {sentiment.score:.1%}"
+    """A label from the model's config, or from a hand-edited records file: kept short."""
+    label = _shorten(sentiment.label, 20)
+    return f"{EMOJI.get(sentiment.label, '🔎')} {escape(label)} {sentiment.score:.1%}"
 
 
 def caption_seen(caption: str, *, in_group: bool) -> str:
@@ -111,6 +115,7 @@ def _driver(analysis: Analysis) -> str:
 
 
 def history(records: Sequence[Record], *, width: int = 60) -> str:
+    """At `width` units per text, 20 records take about 3,600 of Telegram's 4,096 units."""
     if not records:
         return NO_HISTORY
     lines = [f"🕘 Latest {len(records)} in this chat, newest first:"]
@@ -125,11 +130,26 @@ def history(records: Sequence[Record], *, width: int = 60) -> str:
     return "\n".join(lines)
 
 
+def _units(text: str) -> int:
+    """The length Telegram sees: one unit per character, two for one beyond U+FFFF."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-16 units, never inside a character."""
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return text[:index]
+    return text
+
+
 def _clip(text: str, limit: int = 1500) -> str:
-    """Keep a reply under Telegram's 4,096 characters whatever was typed."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    """Keep a reply under Telegram's 4,096 units whatever was typed: two texts of 1,500."""
+    return text if _units(text) <= limit else _cut(text, limit - 1) + "…"
 
 
 def _shorten(text: str, width: int) -> str:
     flat = " ".join(text.split())
-    return flat if len(flat) <= width else flat[: width - 1].rstrip() + "…"
+    return flat if _units(flat) <= width else _cut(flat, width - 1).rstrip() + "…"

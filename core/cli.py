@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -16,6 +19,7 @@ from pathlib import Path
 from core.config import Settings
 from core.errors import CoreError
 from core.export import export_csv, write_csv
+from core.images import MAX_FILE_BYTES, load_image
 from core.pipeline import Analysis, Pipeline
 from core.records import RecordStore
 from core.sentiment_base import Sentiment
@@ -39,12 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "export":
-        return _export(args.chat, args.out)
+    try:
+        status = _export(args.chat, args.out) if args.command == "export" else _analyze(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): end quietly, as a tool killed by SIGPIPE does,
+        # with nothing left for Python to flush into the closed pipe at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    return status
+
+
+def _analyze(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         settings.configure_logging()
-        image = _read(args.image) if args.image else None
+        # Checked before the models load: a bad file costs no model loading.
+        image = load_image(_read(args.image)) if args.image else None
         analysis = Pipeline.from_settings(settings).analyze(
             args.text, image=image, caption=args.caption
         )
@@ -78,10 +93,26 @@ def _export(chat_id: int | None, out: Path | None) -> int:
 
 
 def _read(path: Path) -> bytes:
+    """At most `MAX_FILE_BYTES` of a regular file: not a device, a pipe or a folder."""
     try:
-        return path.read_bytes()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise CoreError(f"Cannot read {path}: {error.strerror}.") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise CoreError(f"Cannot read {path}: it is not a regular file.")
+    with open(fd, "rb") as file:
+        try:
+            data = file.read(MAX_FILE_BYTES + 1)
+        except OSError as error:
+            raise CoreError(f"Cannot read {path}: {error.strerror}.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise CoreError(
+            f"Cannot read {path}: it is over {MAX_FILE_BYTES // (1 << 20)} MB; "
+            "send a smaller picture."
+        )
+    return data
 
 
 def _as_json(analysis: Analysis, recorded: str | None) -> dict:

@@ -6,8 +6,10 @@ for its own configuration, so a bad value is caught at start, not mid-conversati
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +170,7 @@ class Settings:
             ),
             max_batch=read.parse("MAX_BATCH", 8, _int_in(1, 64), "a whole number from 1 to 64"),
             webhook_url=webhook_url,
-            webhook_listen=read.text("WEBHOOK_LISTEN", "0.0.0.0", required=True),
+            webhook_listen=read.listen_address(webhook_url),
             webhook_port=read.parse(
                 "WEBHOOK_PORT", 8443, _int_in(1, 65535), "a port number from 1 to 65535"
             ),
@@ -218,6 +220,16 @@ class _Reader:
                 f"set {backend_name}=api to use the endpoint, or leave {name} empty."
             )
         return url
+
+    def listen_address(self, webhook_url: str) -> str:
+        """Where the webhook server listens; checked only in webhook mode (a name may ask DNS)."""
+        listen = self.text("WEBHOOK_LISTEN", "0.0.0.0", required=True)
+        if webhook_url and not _resolvable(listen):
+            raise ConfigError(
+                f"WEBHOOK_LISTEN={listen!r} is not accepted: "
+                "use an IP address or a host name this machine can resolve."
+            )
+        return listen
 
     def webhook_secret(self, webhook_url: str) -> str:
         """Telegram sends it in X-Telegram-Bot-Api-Secret-Token; without it anyone could post."""
@@ -271,6 +283,17 @@ def _base_url(raw: str) -> str:
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ValueError(raw)
     return raw.rstrip("/")
+
+
+def _resolvable(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            socket.getaddrinfo(host, None)
+        except (OSError, UnicodeError):
+            return False
+    return True
 
 
 def _https_url(raw: str) -> str:

@@ -24,6 +24,7 @@ from core.errors import BadImageError, BadTextError
 from core.images import load_image
 from core.records import Record
 from core.sentiment_base import Sentiment
+from core.text import clean_text
 
 if TYPE_CHECKING:
     from core.precision import Hardware
@@ -128,9 +129,12 @@ class Pipeline:
         self.classifier(["a photo. a few words", "a photo", "a few words"])
         return time.perf_counter() - started
 
-    def caption(self, images: Sequence[bytes]) -> list[str]:
-        """Raises BadImageError before any model work if one of the files is not a usable image."""
-        captions = self.captioner([load_image(data) for data in images])
+    def caption(self, images: Sequence[bytes | Image.Image]) -> list[str]:
+        """Raises BadImageError before any model work if one of the files is not a usable image.
+
+        An image already loaded (`load_image`, as the CLI checks it before the models load)
+        is taken as it is."""
+        captions = self.captioner([self._load(image) for image in images])
         if not all(captions):
             raise BadImageError(_NOT_DESCRIBED)
         return captions
@@ -139,14 +143,16 @@ class Pipeline:
         """`caption` for several people's photos at once (micro-batching, `bot/inference.py`).
 
         Each file is loaded on its own, then every usable image goes through the model in one
-        call. A file's own failure (not an image, or nothing said about it) takes its place in
-        the list, as with `asyncio.gather(return_exceptions=True)`, and fails no other file.
+        call. Loading keeps at most the model's size of each picture (`load_image`) and decodes
+        one file at a time, so a batch never holds more than one full-size picture. A file's
+        own failure (not an image, or nothing said about it) takes its place in the list, as
+        with `asyncio.gather(return_exceptions=True)`, and fails no other file.
         """
         results: list[str | Exception] = []
         loaded: list[Image.Image] = []
         for data in images:
             try:
-                loaded.append(load_image(data))
+                loaded.append(self._load(data))
                 results.append("")
             except Exception as error:  # this file's failure, its request's alone
                 results.append(error)
@@ -157,6 +163,11 @@ class Pipeline:
             else (next(captions) or BadImageError(_NOT_DESCRIBED))
             for result in results
         ]
+
+    def _load(self, image: bytes | Image.Image) -> Image.Image:
+        if isinstance(image, Image.Image):
+            return image
+        return load_image(image, side=self.captioner.input_size)
 
     def classify(self, caption: str, text: str, *, caption_source: str = MANUAL) -> Analysis:
         """One batch of three: the verdict, and what the caption and text say on their own."""
@@ -187,7 +198,7 @@ class Pipeline:
         ]
 
     def analyze(
-        self, text: str, *, image: bytes | None = None, caption: str | None = None
+        self, text: str, *, image: bytes | Image.Image | None = None, caption: str | None = None
     ) -> Analysis:
         if (image is None) == (caption is None):
             raise ValueError("give exactly one of image or caption")
@@ -201,8 +212,9 @@ _NOT_DESCRIBED = "I could not describe this picture: try another one, or type a 
 
 
 def _texts(caption: str, text: str) -> tuple[str, str, str]:
-    """Caption, text and their combination, stripped; BadTextError if either is empty."""
-    caption, text = caption.strip(), text.strip()
+    """Caption, text and their combination, cleaned (`clean_text`) and stripped; BadTextError
+    if either is empty."""
+    caption, text = clean_text(caption).strip(), clean_text(text).strip()
     if not text:
         raise BadTextError("The text is empty: send a few words to go with the picture.")
     if not caption:

@@ -12,7 +12,11 @@ A write cut short by a crash leaves bytes after the last complete row. `recover(
 (called by the bot at start-up, and by every append before it writes) moves those
 bytes into a side file, `<records file>.torn`, with a line saying when and from
 where, logs a warning naming it, and cuts the records file back to its last
-complete row, so earlier rows are kept and new rows start on a clean line.
+complete row, so earlier rows are kept and new rows start on a clean line. Only bytes
+that cannot hold a whole row are moved: where a line after the last complete row reads as
+a row of its own (a stray quote from a hand edit unbalances the quotes that the index
+counts), the file cannot be indexed, and every read or append says so with a
+RecordsError and changes nothing, leaving the file for a person to mend.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ _HEADER_LIMIT = 4096  # a header longer than this is not one of ours
 _CHUNK = 1 << 22  # bytes read per step while indexing
 _TAIL = 64  # bytes before the indexed end that must not change, or the index is stale
 # A crash cuts one write, so one row (the bot's are under 64 KiB). More bytes than this
-# after the last complete row means a damaged file (a quote left open mid-file by a
-# hand edit makes the rest look like one unfinished row): left for a person to look at.
+# after the last complete row, or a line there that reads as a whole row, means a damaged
+# file (a stray quote from a hand edit makes the rest look like one unfinished row): it is
+# left for a person to look at.
 _TORN_LIMIT = 1 << 20
 
 
@@ -217,12 +222,6 @@ class RecordStore:
         can only leave the fragment in both places, never in neither.
         """
         side = self.torn_path
-        if size - end > _TORN_LIMIT:
-            raise RecordsError(
-                f"The records file {self._path} has {size - end} bytes after its last complete "
-                f"row (byte {end}), more than an interrupted write leaves: look for a quote "
-                "left open; nothing was changed and nothing is appended until it is fixed"
-            )
         fragment = os.pread(f.fileno(), size - end, end)
         stamp = datetime.now(UTC).isoformat(timespec="microseconds")
         marker = (
@@ -284,7 +283,8 @@ class RecordStore:
                 )
             lines.append(_csv_line([*fields, "", "", "", ""]))
         mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
-        _replace_atomically(self._path, "".join(lines).encode() + row, mode)
+        # Through a symlink, the file it names is upgraded and the link kept.
+        _replace_atomically(Path(os.path.realpath(self._path)), "".join(lines).encode() + row, mode)
         logger.info(
             "Upgraded %s from the original five-column format (%d rows kept)",
             self._path,
@@ -344,6 +344,22 @@ class _RowIndex:
         if self.columns is not None:
             self._scan(f, by_chat=self.columns == COLUMNS)
         self._tail = os.pread(fd, min(self.end, _TAIL), max(self.end - _TAIL, 0))
+        self._check_rest(fd, path)
+
+    def _check_rest(self, fd: int, path: Path) -> None:
+        """Raise RecordsError if what follows the last complete row is more than one row cut
+        short: a damaged file, left as it is for a person to mend."""
+        unindexed = os.fstat(fd).st_size - self.end
+        if unindexed <= 0:
+            return
+        rest = os.pread(fd, min(unindexed, _TORN_LIMIT + 1), self.end)
+        if len(rest) > _TORN_LIMIT or _holds_a_row(rest, self.columns):
+            raise RecordsError(
+                f"The records file {path} cannot be indexed past byte {self.end}: the "
+                f"{unindexed} bytes after its last complete row are more than an interrupted "
+                "write leaves: look for a quote left open or a stray quote from a hand edit; "
+                "nothing was changed, and nothing is read or appended until it is fixed"
+            )
 
     def newest_first(self, chat_id: int) -> Iterator[int]:
         return reversed(self._rows.get(str(chat_id).encode(), array("q")))
@@ -374,6 +390,20 @@ class _RowIndex:
                     offsets.append(start)
                 start = pos
         self.end = start
+
+
+def _holds_a_row(rest: bytes, columns: tuple[str, ...] | None) -> bool:
+    """Whether a line of `rest` reads as a whole row on its own. A row cut short by a crash
+    has none (its lines are pieces of one quoted field); rows after a stray quote do."""
+    if columns is None:  # the header itself is cut: nothing can be a row yet
+        return False
+    for line in rest.split(b"\n")[:-1]:
+        try:
+            _parse_row(line + b"\n", columns)
+        except (ValueError, csv.Error):
+            continue
+        return True
+    return False
 
 
 def _is_current(f: BinaryIO, path: Path) -> bool:

@@ -159,3 +159,52 @@ async def test_edits_and_channel_posts_are_ignored_without_crashing(api, bot, an
     assert seen(answer).startswith("I read the mood")
     assert [sent["chat_id"] for sent in api.sent] == [chat["id"]]
     assert bot.rows() == []
+
+
+def utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+async def test_an_emoji_heavy_pair_gets_a_result_that_fits_telegrams_limit(api, bot, ann):
+    """4,000 emoji are 8,000 UTF-16 units: Telegram's limit counts those, not characters."""
+    chat = api.private_chat(ann)
+    api.send_text(chat, ann, "😀" * 2000)
+    (asked,) = await api.wait_for_sent(chat["id"])
+    api.send_text(chat, ann, "🎉" * 2000)
+    (result,) = await api.wait_for_sent(chat["id"])
+    assert seen(result).splitlines()[2].startswith("💬 🎉🎉")  # a result, not an apology
+    assert all(utf16_units(seen(sent)) <= 4096 for sent in (asked, result))
+    assert "🎉" * 700 in seen(result) and seen(result).count("🎉") < 1000
+    (row,) = bot.rows()
+    assert row["user_text"] == "🎉" * 2000  # recorded whole
+
+
+async def test_history_of_twenty_emoji_heavy_results_fits_one_message(api, bot, ann):
+    chat = api.private_chat(ann)
+    for number in range(20):
+        api.send_text(chat, ann, "🌅" * 300)
+        api.send_text(chat, ann, f"{'🎉' * 300} {number}")
+    await api.wait_for_sent(chat["id"], 40, timeout=120)
+    api.send_text(chat, ann, "/history 20")
+    (listing,) = await api.wait_for_sent(chat["id"])
+    assert seen(listing).startswith("🕘 Latest 20")
+    assert utf16_units(seen(listing)) <= 4096
+
+
+async def test_one_text_with_a_lone_surrogate_fails_no_one_in_its_batch(api, bot, ann, bob):
+    """Three people's texts arrive together and are classified in one batch; one of them
+    holds a lone surrogate (`"\\udcff"` in Telegram's JSON), which no tokenizer accepts."""
+    people = [ann, bob, api.user(3, "Cy")]
+    chats = [api.private_chat(person) for person in people]
+    captions = ["a red door", "a \ud83d cat", "a dog"]
+    for chat, person, caption in zip(chats, people, captions, strict=True):
+        api.send_text(chat, person, caption)
+    for chat in chats:
+        await api.wait_for_sent(chat["id"])
+    for chat, person, text in zip(chats, people, ["I love it", "\udcff", "so sad"], strict=True):
+        api.send_text(chat, person, text)
+    results = [(await api.wait_for_sent(chat["id"]))[0] for chat in chats]
+    assert [seen(result).splitlines()[1] for result in results] == [
+        "🖼 a red door", "🖼 a \ufffd cat", "🖼 a dog",
+    ]  # fmt: skip
+    assert sorted(row["user_text"] for row in bot.rows()) == ["I love it", "so sad", "\ufffd"]

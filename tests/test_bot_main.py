@@ -18,6 +18,34 @@ def bot_env(tmp_path: Path, **values: str) -> dict[str, str]:
     return child_env(drop=("TELEGRAM_", "CAPTION_"), RECORDS_PATH=records, **values)
 
 
+async def start_bot(api: FakeBotApi, tmp_path: Path, tiny_models, **values: str):
+    """`python -m bot` with the tiny models, against `api`; its log comes on stdout."""
+    env = bot_env(
+        tmp_path,
+        TELEGRAM_BOT_TOKEN=api.token,
+        TELEGRAM_API_BASE_URL=api.root_url,
+        CAPTION_MODEL=str(tiny_models.caption),
+        SENTIMENT_MODEL=str(tiny_models.sentiment),
+        **values,
+    )
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def stop_bot(process: asyncio.subprocess.Process) -> str:
+    """SIGTERM (or a kill if it is already failing), then the whole log."""
+    try:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+    return (await process.stdout.read()).decode()
+
+
 async def test_without_a_token_it_exits_at_once_saying_where_to_get_one(tmp_path):
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", cwd=tmp_path, env=bot_env(tmp_path),
@@ -46,18 +74,7 @@ async def test_it_loads_models_registers_commands_answers_and_stops_on_sigterm(
     tmp_path, tiny_models
 ):
     async with FakeBotApi() as api:
-        env = bot_env(
-            tmp_path,
-            TELEGRAM_BOT_TOKEN=api.token,
-            TELEGRAM_API_BASE_URL=api.root_url,
-            CAPTION_MODEL=str(tiny_models.caption),
-            SENTIMENT_MODEL=str(tiny_models.sentiment),
-            LOG_LEVEL="DEBUG",
-        )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+        process = await start_bot(api, tmp_path, tiny_models, LOG_LEVEL="DEBUG")
         try:
             await api.wait_for_call("setMyCommands", timeout=120)
             assert {c["command"] for c in api.my_commands()} == {
@@ -68,12 +85,8 @@ async def test_it_loads_models_registers_commands_answers_and_stops_on_sigterm(
             api.send_text(chat, ann, "a lake at dawn")
             api.send_text(chat, ann, "peaceful")
             await api.wait_for_sent(chat["id"], 2, timeout=60)
-            process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), 10)
         finally:
-            if process.returncode is None:
-                process.kill()
-        log = (await process.stdout.read()).decode()
+            log = await stop_bot(process)
     assert process.returncode == 0, log
     assert "Caption model" in log and "Sentiment model" in log and " loaded in " in log
     assert log.index("Sentiment model") < log.index("Models warmed up in")
@@ -81,3 +94,26 @@ async def test_it_loads_models_registers_commands_answers_and_stops_on_sigterm(
     assert api.token not in log and api.token.split(":")[1] not in log
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert len(lines) == 2 and lines[1].startswith("a lake at dawn,peaceful,")
+
+
+@pytest.mark.timeout(180)
+async def test_an_unreachable_telegram_is_retried_and_a_polling_hiccup_is_one_line(
+    tmp_path, tiny_models
+):
+    async with FakeBotApi() as api:
+        api.fail_next("getMe", status=502, times=2)  # Telegram down at start
+        api.fail_next("getUpdates", status=502)  # then one hiccup while polling
+        process = await start_bot(api, tmp_path, tiny_models)
+        try:
+            ann = api.user(1)
+            chat = api.private_chat(ann)
+            api.send_text(chat, ann, "/help")
+            await api.wait_for_sent(chat["id"], timeout=120)
+        finally:
+            log = await stop_bot(process)
+    assert process.returncode == 0, log
+    assert "Traceback" not in log
+    retries = [line for line in log.splitlines() if "Telegram cannot be reached" in line]
+    assert len(retries) == 2 and "trying again, waiting up to 30 s between tries" in retries[0]
+    hiccups = [line for line in log.splitlines() if "Polling Telegram failed" in line]
+    assert len(hiccups) == 1 and "Bad Gateway" in hiccups[0]

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from core.cli import main
 from tests.child_env import child_env
-from tests.pictures import picture
+from tests.pictures import picture, png_bomb
 
 
 @pytest.fixture
@@ -110,3 +111,47 @@ def test_python_dash_m_core_runs_the_whole_pipeline(env):
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["combined_input"] == "a dog. yay"
+
+
+def test_a_bad_image_is_refused_before_the_models_load(env, capsys, monkeypatch):
+    monkeypatch.setenv("CAPTION_MODEL", str(env / "no-such-model"))  # loading it would fail
+    sliver = env / "sliver.png"
+    sliver.write_bytes(png_bomb(1, 49_000_000))
+    assert main(["analyze", "--image", str(sliver), "--text", "hi"]) == 2
+    assert capsys.readouterr().err.startswith("error: The image is too long and thin")
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "fifo", "."])
+def test_only_a_regular_file_is_read_as_a_picture(env, capsys, path):
+    if path == "fifo":
+        os.mkfifo(env / "fifo")  # opened without waiting for a writer
+    assert main(["analyze", "--image", path, "--text", "hi"]) == 2
+    assert capsys.readouterr().err == f"error: Cannot read {path}: it is not a regular file.\n"
+
+
+def test_a_file_over_the_size_limit_is_refused_having_read_no_more(env, capsys):
+    big = env / "big.png"
+    big.write_bytes(picture() + b"\0" * (20 * 1024 * 1024))
+    assert main(["analyze", "--image", str(big), "--text", "hi"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: Cannot read {big}: it is over 20 MB; send a smaller picture.\n"
+    )
+
+
+def test_a_text_that_is_not_valid_utf8_is_analysed_with_replacement_characters(env, capsys):
+    """What Python makes of `--text $'\\xff'`: a lone surrogate, which no tokenizer takes."""
+    assert main(["analyze", "--caption", "a \ud83d cat", "--text", "\udcff", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["caption"], result["text"]) == ("a \ufffd cat", "\ufffd")
+    (row,) = rows(env / "out" / "records.csv")
+    assert row["user_text"] == "\ufffd"
+
+
+def test_a_shell_argument_that_is_not_utf8_gives_a_result(env):
+    result = subprocess.run(
+        [sys.executable.encode(), b"-m", b"core", b"analyze", b"--caption", b"a cat",
+         b"--text", b"\xff", b"--no-record"],
+        capture_output=True, env=child_env(), check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert "text alone:" in result.stdout.decode()

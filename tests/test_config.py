@@ -154,6 +154,24 @@ def test_a_bad_backend_or_webhook_value_names_the_variable(env, message):
         settings(**env)
 
 
+HOOKED = {"WEBHOOK_URL": "https://bot.example.org/hook", "WEBHOOK_SECRET_TOKEN": "s3cret"}
+
+
+@pytest.mark.parametrize("listen", ["not-an-address", "999.1.1.1", "under_score..host"])
+def test_a_webhook_listen_address_that_is_no_address_names_the_variable(listen):
+    with pytest.raises(ConfigError) as error:
+        settings(**HOOKED, WEBHOOK_LISTEN=listen)
+    assert str(error.value) == (
+        f"WEBHOOK_LISTEN={listen!r} is not accepted: "
+        "use an IP address or a host name this machine can resolve."
+    )
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0", "::", "127.0.0.1", "localhost"])
+def test_a_webhook_listens_on_an_ip_address_or_a_resolvable_name(listen):
+    assert settings(**HOOKED, WEBHOOK_LISTEN=listen).webhook_listen == listen
+
+
 def test_limits_and_the_pending_file_are_read_from_the_environment():
     s = settings(
         RATE_LIMIT_PER_MINUTE="5",

@@ -2,7 +2,13 @@
 
 import csv
 import io
+import itertools
+import os
 import shutil
+import stat
+import subprocess
+import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,8 @@ from hypothesis import strategies as st
 from core.cli import main
 from core.errors import CoreError
 from core.export import FORMULA_STARTS, export_csv, neutralize, write_csv
-from core.records import COLUMNS, RecordStore
+from core.records import COLUMNS, RecordStore, _format_row
+from tests.child_env import child_env
 from tests.test_records import ORIGINAL_RECORDS, make_record
 
 TEXT_COLUMNS = ("image_caption", "user_text", "combined_input", "label", "caption_source")
@@ -29,8 +36,12 @@ ATTACKS = [
     "   =1+1",
     "\u00a0=1+1",  # a no-break space is whitespace too
     "＝1+1",  # full-width equals sign
+    "\u200b=1+1",  # zero-width space
+    "\ufeff=1+1",  # byte order mark
+    "\u202e=1+1",  # right-to-left override
+    " \u200b\u2060@SUM(1)",
 ]
-HARMLESS = ["", "hello", "1+1", "a=b", "'=already quoted", "😀 = joy", "«=»"]
+HARMLESS = ["", "hello", "1+1", "a=b", "'=already quoted", "😀 = joy", "«=»", "|cmd", "\u200bhi"]
 
 
 def read_export(path: Path) -> list[dict[str, str]]:
@@ -39,7 +50,10 @@ def read_export(path: Path) -> list[dict[str, str]]:
 
 
 def is_formula(cell: str) -> bool:
-    return cell[:1] in FORMULA_STARTS or cell.lstrip()[:1] in FORMULA_STARTS
+    """Starts with a trigger, or has one after whitespace and invisible format characters."""
+    hidden = (c.isspace() or unicodedata.category(c) == "Cf" for c in cell)
+    visible = cell[sum(1 for _ in itertools.takewhile(bool, hidden)) :]
+    return cell[:1] in FORMULA_STARTS or visible[:1] in FORMULA_STARTS
 
 
 # --- one cell ------------------------------------------------------------------------------
@@ -188,3 +202,48 @@ def test_cli_export_error_is_one_line(
     assert err.startswith("error: ") and "is not a records file" in err
     assert err.count("\n") == 1
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_export_through_a_symlink_writes_its_target_and_keeps_the_link(
+    records_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "exports" / "latest.csv"
+    target.parent.mkdir()
+    target.write_text("old export\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert main(["export", "--out", str(link)]) == 0
+    assert link.is_symlink() and link.resolve() == target
+    assert [row["user_text"] for row in read_export(target)] == ["'=1+1", "from another chat"]
+
+
+def test_export_never_replaces_a_pipe_or_a_device(
+    records_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "to-the-pipe.csv"
+    link.symlink_to(fifo)
+    for out in (fifo, link):
+        assert main(["export", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"error: Cannot write the export {out}: it is not a regular file "
+            "(leave out --out to write to standard output)\n"
+        )
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and link.is_symlink()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe", "records.csv", "to-the-pipe.csv"]
+
+
+def test_export_into_a_pipe_closed_early_ends_quietly(records_env: Path) -> None:
+    """`export | head -c 100`: no BrokenPipeError traceback once head has what it wants."""
+    row = _format_row(make_record(5, "a row long enough to fill the pipe " * 10))
+    with open(records_env, "ab") as f:
+        f.write(row * 2000)  # far more than a pipe holds
+    result = subprocess.run(
+        f"{sys.executable} -m core export | head -c 100",
+        shell=True, capture_output=True, env=child_env(), cwd=records_env.parent,
+        check=False, timeout=120,
+    )  # fmt: skip
+    assert len(result.stdout) == 100
+    assert result.stderr == b""

@@ -3,6 +3,7 @@ import io
 import pytest
 from PIL import Image
 
+from bench.bench_images import peak_rise_mib, write_case
 from core.errors import BadImageError
 from core.images import load_image
 from tests.pictures import animated_gif, picture, png_bomb, two_colour_picture
@@ -86,3 +87,86 @@ def test_a_decompression_bomb_is_refused_from_its_header():
 def test_the_pixel_limit_is_a_parameter():
     with pytest.raises(BadImageError, match="30×20 pixels"):
         load_image(picture((30, 20)), max_pixels=500)
+
+
+def mean_colour(image: Image.Image) -> tuple[int, ...]:
+    return image.resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("size", [(8, 8), (1200, 900)])
+@pytest.mark.parametrize(
+    ("mode", "key"), [("RGB", (10, 20, 30)), ("L", 7)], ids=["rgb_key", "grey_key"]
+)
+def test_a_colour_key_transparency_becomes_white(size, mode, key):
+    image = Image.new(mode, size, key)
+    image.paste((200, 0, 0) if mode == "RGB" else 200, (0, 0, size[0] // 2, size[1]))
+    loaded = load_image(encoded(image, transparency=key))
+    expected = (227, 127, 127) if mode == "RGB" else (227, 227, 227)  # half opaque, half white
+    assert all(abs(a - b) <= 3 for a, b in zip(mean_colour(loaded), expected, strict=True))
+
+
+@pytest.mark.parametrize("size", [(8, 8), (1200, 900)])
+@pytest.mark.parametrize(
+    ("image", "fmt", "grey"),
+    [
+        (lambda size: Image.new("I;16", size, 32_768), "PNG", 128),
+        (lambda size: Image.new("I;16", size, 65_535), "PNG", 255),
+        (lambda size: Image.new("F", size, 0.5), "TIFF", 128),
+        (lambda size: Image.new("F", size, 1.0), "TIFF", 255),
+    ],
+    ids=["16bit_half", "16bit_white", "float_half", "float_white"],
+)
+def test_deep_samples_are_scaled_not_clipped(size, image, fmt, grey):
+    loaded = load_image(encoded(image(size), fmt))
+    assert loaded.mode == "RGB"
+    assert all(abs(channel - grey) <= 1 for channel in mean_colour(loaded))
+
+
+def test_a_float_picture_outside_0_to_1_is_stretched_over_its_range():
+    image = Image.new("F", (8, 8), -4.0)
+    image.paste(12.0, (0, 0, 4, 8))
+    assert all(
+        abs(channel - 128) <= 1 for channel in mean_colour(load_image(encoded(image, "TIFF")))
+    )
+
+
+@pytest.mark.parametrize("size", [(20 * 100 + 1, 100), (100, 20 * 100 + 1), (1, 49_000)])
+def test_a_sliver_of_a_picture_is_refused_before_it_is_decoded(size):
+    with pytest.raises(BadImageError, match=r"too long and thin .* at most 20 times"):
+        load_image(png_bomb(*size))
+
+
+def test_a_long_panorama_within_the_ratio_is_accepted_and_kept_in_shape():
+    loaded = load_image(picture((20 * 500, 500), fmt="JPEG"))
+    assert loaded.size == (20 * 384, 384)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_a_big_photo_comes_out_at_the_models_size(fmt):
+    loaded = load_image(two_colour_picture((4000, 3000), fmt=fmt), side=384)
+    assert loaded.size == (512, 384)
+    red, _, blue = loaded.getpixel((10, 10))
+    assert red > 200 and blue < 60  # still the left half's colour
+
+
+def test_a_big_palette_picture_keeps_its_colours():
+    image = Image.new("P", (2000, 1000))
+    image.putpalette([0, 200, 0] * 256)
+    loaded = load_image(encoded(image))
+    assert loaded.size == (768, 384)
+    assert all(abs(a - b) <= 1 for a, b in zip(mean_colour(loaded), (0, 200, 0), strict=True))
+
+
+@pytest.mark.timeout(300)
+def test_the_worst_accepted_picture_costs_at_most_300_mb(tmp_path):
+    """50 megapixels of RGBA PNG at the longest accepted shape, loaded and made ready for
+    BLIP: the most a file makes Pillow decode at once (4 bytes a pixel; JPEG decodes at
+    reduced size). It cost 667 MB before pictures were shrunk a strip at a time."""
+    path = write_case("png_rgba_longest", tmp_path)
+    assert peak_rise_mib(path, with_processor=True) <= 300

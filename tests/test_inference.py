@@ -182,11 +182,15 @@ async def test_an_empty_text_fails_only_its_own_classification(counting):
     assert fine.text == "calm" and fine.sentiment.label
 
 
-async def test_a_model_failure_reaches_every_request_of_its_batch(pipeline):
-    def broken(images):
+class Broken:
+    input_size = 384
+
+    def __call__(self, images):
         raise RuntimeError("the model fell over")
 
-    service = inference(Pipeline(broken, pipeline.classifier))
+
+async def test_a_model_failure_reaches_every_request_of_its_batch(pipeline):
+    service = inference(Pipeline(Broken(), pipeline.classifier))
     try:
         results = await asyncio.gather(
             *(service.caption(photo) for photo in PHOTOS[:2]), return_exceptions=True
@@ -236,3 +240,35 @@ def test_batching_settings():
     ]:
         with pytest.raises(ConfigError, match=f"{name}='{value}' is not accepted"):
             Settings.from_env({name: value}, dotenv_path=None)
+
+
+class PoisonedBy:
+    """The real classifier, except that a call holding `poison` in any text raises."""
+
+    def __init__(self, classifier, poison: str) -> None:
+        self.classifier = classifier
+        self.poison = poison
+        self.calls: list[int] = []
+
+    def __call__(self, texts):
+        self.calls.append(len(texts))
+        if any(self.poison in text for text in texts):
+            raise ValueError("the tokenizer choked")
+        return self.classifier(texts)
+
+
+async def test_one_poisoned_request_fails_only_itself_not_its_batch(pipeline):
+    poisoned = PoisonedBy(pipeline.classifier, "poison")
+    service = inference(Pipeline(pipeline.captioner, poisoned))
+    asks = [("a red door", "I love it"), ("a grey sky", "poison"), ("a dog", "so sad")]
+    try:
+        results = await asyncio.gather(
+            *(service.classify(c, t, MANUAL) for c, t in asks), return_exceptions=True
+        )
+    finally:
+        service.close()
+    assert poisoned.calls == [9, 3, 3, 3]  # the batch, then each request alone
+    first, bad, last = results
+    assert isinstance(bad, ValueError)
+    assert (first.text, last.text) == ("I love it", "so sad")
+    assert first == pipeline.classify("a red door", "I love it")

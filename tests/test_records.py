@@ -833,3 +833,49 @@ def test_a_quote_left_open_mid_file_is_not_taken_for_a_torn_row(tmp_path: Path) 
         store.append(make_record(1, "not appended"))
     assert path.read_bytes() == before
     assert not store.torn_path.exists()
+
+
+@pytest.mark.parametrize("damage", ["stray quote", "quote left open"])
+def test_a_hand_edit_that_unbalances_quotes_is_left_for_a_person(
+    tmp_path: Path, damage: str
+) -> None:
+    """32 rows; a hand edit puts a quote into the second one. Reading and appending say where
+    the file stops making sense, and change nothing: no valid row goes to the side file."""
+    path = tmp_path / "records.csv"
+    store = RecordStore(path)
+    for i in range(32):
+        store.append(make_record(1 if i < 20 else 2, f"row {i}"))
+    data = path.read_bytes()
+    edit = b'he said "hi' if damage == "stray quote" else b'"row 1'
+    path.write_bytes(data.replace(b"row 1,", edit + b",", 1))
+    before = path.read_bytes()
+    if damage == "stray quote":
+        assert len(read_rows(path)) == 1 + 32  # the csv module still reads every row
+
+    for attempt in (
+        lambda: RecordStore(path).recent(1, 20),
+        lambda: list(RecordStore(path).records()),
+        RecordStore(path).recover,
+        lambda: RecordStore(path).append(make_record(1, "not appended")),
+    ):
+        with pytest.raises(RecordsError, match=r"cannot be indexed past byte \d+.*hand edit"):
+            attempt()
+    assert path.read_bytes() == before
+    assert not store.torn_path.exists()
+
+
+def test_a_symlinked_file_of_the_original_app_is_upgraded_where_it_lies(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "records.csv"
+    real.parent.mkdir()
+    shutil.copy(ORIGINAL_RECORDS, real)
+    link = tmp_path / "records.csv"
+    link.symlink_to(real)
+
+    RecordStore(link).append(make_record(1, "after the upgrade"))
+
+    assert link.is_symlink() and link.resolve() == real
+    rows = read_rows(real)
+    assert rows[0] == list(COLUMNS) and len(rows) == 1 + 3 + 1
+    assert rows[-1][1] == "after the upgrade"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "records.csv"]
+    assert sorted(p.name for p in real.parent.iterdir()) == ["records.csv"]

@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -28,6 +29,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+async def start_webhook_bot(
+    api: FakeBotApi, inference: FakeInference, tmp_path: Path, port: int
+) -> asyncio.subprocess.Process:
+    """`python -m bot` in webhook mode on 127.0.0.1:`port`, both models behind `inference`."""
+    env = {
+        **child_env(drop=("HF_", "TRANSFORMERS_", "TELEGRAM_", "CAPTION_", "WEBHOOK_")),
+        "RECORDS_PATH": str(tmp_path / "records.csv"),
+        "TELEGRAM_BOT_TOKEN": api.token,
+        "TELEGRAM_API_BASE_URL": api.root_url,
+        "CAPTION_BACKEND": "api",
+        "CAPTION_ENDPOINT": inference.url("caption"),
+        "SENTIMENT_BACKEND": "api",
+        "SENTIMENT_ENDPOINT": inference.url("sentiment"),
+        "HF_TOKEN": TOKEN,
+        "WEBHOOK_URL": f"https://bot.example.org{HOOK_PATH}",
+        "WEBHOOK_SECRET_TOKEN": SECRET,
+        "WEBHOOK_LISTEN": "127.0.0.1",
+        "WEBHOOK_PORT": str(port),
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", cwd=tmp_path, env=env, stderr=asyncio.subprocess.PIPE
+    )
 
 
 async def wait_until_listening(port: int, process: asyncio.subprocess.Process) -> None:
@@ -52,25 +77,7 @@ async def test_the_webhook_takes_updates_only_with_the_secret_token(tmp_path):
     port = free_port()
     with FakeInference() as inference:
         async with FakeBotApi() as api:
-            env = {
-                **child_env(drop=("HF_", "TRANSFORMERS_", "TELEGRAM_", "CAPTION_", "WEBHOOK_")),
-                "RECORDS_PATH": str(tmp_path / "records.csv"),
-                "TELEGRAM_BOT_TOKEN": api.token,
-                "TELEGRAM_API_BASE_URL": api.root_url,
-                "CAPTION_BACKEND": "api",
-                "CAPTION_ENDPOINT": inference.url("caption"),
-                "SENTIMENT_BACKEND": "api",
-                "SENTIMENT_ENDPOINT": inference.url("sentiment"),
-                "HF_TOKEN": TOKEN,
-                "WEBHOOK_URL": f"https://bot.example.org{HOOK_PATH}",
-                "WEBHOOK_SECRET_TOKEN": SECRET,
-                "WEBHOOK_LISTEN": "127.0.0.1",
-                "WEBHOOK_PORT": str(port),
-            }
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bot", cwd=tmp_path, env=env,
-                stderr=asyncio.subprocess.PIPE,
-            )  # fmt: skip
+            process = await start_webhook_bot(api, inference, tmp_path, port)
             try:
                 registered = await api.wait_for_call("setWebhook", timeout=60)
                 assert registered["url"] == f"https://bot.example.org{HOOK_PATH}"
@@ -102,3 +109,21 @@ async def test_the_webhook_takes_updates_only_with_the_secret_token(tmp_path):
                 _, err = await asyncio.wait_for(process.communicate(), 30)
             assert process.returncode == 0, err.decode()
             assert SECRET not in err.decode()
+
+
+@pytest.mark.timeout(120)
+async def test_a_webhook_port_in_use_stops_the_bot_with_one_line_naming_it(tmp_path):
+    with FakeInference() as inference, socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with FakeBotApi() as api:
+            process = await start_webhook_bot(api, inference, tmp_path, port)
+            _, err = await asyncio.wait_for(process.communicate(), 90)
+    log = err.decode()
+    assert process.returncode == 1, log
+    assert "Traceback" not in log
+    assert log.splitlines()[-1] == (
+        f"error: cannot listen on 127.0.0.1:{port} (Address already in use): set WEBHOOK_PORT "
+        "to a free port, or WEBHOOK_LISTEN to an address of this machine."
+    )
