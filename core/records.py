@@ -6,7 +6,8 @@ or mixing rows. A file in the original app's five-column format is upgraded
 atomically on the first append. `recent()` answers from an in-memory index of
 row offsets per chat, built by one scan and then caught up from where the last
 scan stopped, so rows appended by other processes show up without rereading the
-file.
+file. `forget()` deletes one person's rows by rewriting the file beside itself and
+renaming it over the old one while appends wait for the lock.
 
 A write cut short by a crash leaves bytes after the last complete row. `recover()`
 (called by the bot at start-up, and by every append before it writes) moves those
@@ -27,7 +28,7 @@ import stat
 import tempfile
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -186,6 +187,47 @@ class RecordStore:
             raise RecordsError(
                 f"Cannot read the records file {self._path}: {exc.strerror or exc}"
             ) from exc
+
+    def forget(self, user_id: int, chat_id: int | None = None) -> int:
+        """Delete every row of this person (in this chat, or in every chat); return how many.
+
+        The file is rewritten beside itself and renamed over the old one while the write
+        lock is held, so appends from this and other processes wait, then go to the new
+        file; every other row is kept byte for byte. Files of the original app hold no
+        user ids: nothing in them is deleted.
+        """
+        user = str(user_id).encode()
+        chat = None if chat_id is None else str(chat_id).encode()
+        with self._write_lock:
+            try:
+                with self._locked_file("r+b") as f:
+                    columns, _ = self._recover_locked(f)
+                    with self._index_lock:
+                        start, end = self._index.start, self._index.end
+                    if columns != COLUMNS:
+                        return 0
+                    doomed = [
+                        offset
+                        for offset, raw in _rows_between(f, start, end)
+                        if _owned_by(raw, user, chat)
+                    ]
+                    if doomed:
+                        mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+                        _replace_atomically(self._path, _rows_but(f, start, end, doomed), mode)
+            except FileNotFoundError:
+                return 0
+            except OSError as exc:
+                raise RecordsError(
+                    f"Cannot rewrite the records file {self._path}: {exc.strerror or exc}"
+                ) from exc
+        logger.info(
+            "Deleted %d rows of user %s%s from %s",
+            len(doomed),
+            user_id,
+            "" if chat_id is None else f" in chat {chat_id}",
+            self._path,
+        )
+        return len(doomed)
 
     @contextlib.contextmanager
     def _locked_file(self, mode: str) -> Iterator[BinaryIO]:
@@ -417,12 +459,14 @@ def _write_all(f: BinaryIO, data: bytes, size: int) -> None:
         raise
 
 
-def _replace_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+def _replace_atomically(path: Path, data: bytes | Iterable[bytes], mode: int) -> None:
+    """Write `data` (bytes, or chunks of them) to a temporary file beside `path`, then
+    rename it over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with open(fd, "wb") as out:
-            out.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, mode)
@@ -497,6 +541,30 @@ def _rows_between(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, byte
         raw = _row_at(f, offset)
         yield offset, raw
         offset += len(raw)
+
+
+def _owned_by(raw: bytes, user: bytes, chat: bytes | None) -> bool:
+    """Whether a raw row has this user id (and this chat id, unless `chat` is None).
+
+    The last three columns hold no comma (see `Record`), so they are the last three fields.
+    """
+    fields = raw.rstrip(b"\r\n").rsplit(b",", 3)
+    return len(fields) == 4 and fields[2] == user and (chat is None or fields[1] == chat)
+
+
+def _rows_but(f: BinaryIO, start: int, end: int, skipped: Sequence[int]) -> Iterator[bytes]:
+    """The header, then the bytes of every row up to `end` but those starting at `skipped`."""
+    yield os.pread(f.fileno(), start, 0)
+    position = start
+    for offset in skipped:
+        yield from _chunks(f, position, offset)
+        position = offset + len(_row_at(f, offset))
+    yield from _chunks(f, position, end)
+
+
+def _chunks(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    for position in range(start, end, _CHUNK):
+        yield os.pread(f.fileno(), min(_CHUNK, end - position), position)
 
 
 def _parse_row(raw: bytes, columns: tuple[str, ...]) -> Record:
