@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -84,6 +85,8 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     webhook_secret_token: str = field(default="", repr=False)
+    # IANA time zone whose midnights split /stats into days.
+    timezone: str = "UTC"
 
     @classmethod
     def from_env(
@@ -162,6 +165,9 @@ class Settings:
                 "WEBHOOK_PORT", 8443, _int_in(1, 65535), "a port number from 1 to 65535"
             ),
             webhook_secret_token=read.webhook_secret(webhook_url),
+            timezone=read.parse(
+                "TIMEZONE", "UTC", _time_zone, "an IANA time zone name such as Europe/Berlin"
+            ),
         )
 
     def configure_logging(self) -> None:
@@ -260,6 +266,15 @@ def _base_url(raw: str) -> str:
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ValueError(raw)
     return raw.rstrip("/")
+
+
+def _time_zone(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    # ValueError: a path, not a name; IsADirectoryError: a region such as "Europe".
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
+        raise ValueError(raw) from error
+    return raw
 
 
 def _https_url(raw: str) -> str:

@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+import pandas as pd
+
 from core.errors import RecordsError
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 _LEGACY_COLUMNS = ("image_caption", "user_text", "combined_input", "label", "score")
 COLUMNS = (*_LEGACY_COLUMNS, "timestamp", "chat_id", "user_id", "caption_source")
 _CAPTION_SOURCES = ("", "image", "manual")
+MOOD_COLUMNS = ("timestamp", "label", "score", "user_id")  # what `moods()` returns
 _HEADER_LIMIT = 4096  # a header longer than this is not one of ours
 _CHUNK = 1 << 22  # bytes read per step while indexing
 _TAIL = 64  # bytes before the indexed end that must not change, or the index is stale
@@ -187,6 +190,55 @@ class RecordStore:
             raise RecordsError(
                 f"Cannot read the records file {self._path}: {exc.strerror or exc}"
             ) from exc
+
+    def moods(self, chat_id: int) -> pd.DataFrame:
+        """This chat's records as a table of `MOOD_COLUMNS`, oldest first, for statistics.
+
+        `timestamp` is in UTC, `user_id` a nullable integer. Only this chat's rows are read
+        (through the index) and pandas' C parser reads them: 100,000 rows take a fraction of
+        a second, where `records()` takes seconds. Unreadable rows are logged and skipped.
+        """
+        offsets = array("q")
+        try:
+            with open(self._path, "rb") as f:
+                with self._index_lock:
+                    self._index.catch_up(f, self._path)
+                    offsets = array("q", self._index.oldest_first(chat_id))
+                raw = b"".join([_row_at(f, offset) for offset in offsets])
+        except FileNotFoundError:
+            raw = b""
+        except OSError as exc:
+            raise RecordsError(
+                f"Cannot read the records file {self._path}: {exc.strerror or exc}"
+            ) from exc
+        table = pd.read_csv(
+            io.BytesIO(raw or ",".join(COLUMNS).encode()),
+            header=None if raw else 0,
+            names=COLUMNS,
+            usecols=list(MOOD_COLUMNS),
+            dtype={"label": str, "timestamp": str},
+            keep_default_na=False,
+            on_bad_lines="skip",
+        )
+        moods = pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(
+                    table["timestamp"], format="ISO8601", utc=True, errors="coerce"
+                ),
+                "label": table["label"],
+                "score": pd.to_numeric(table["score"], errors="coerce"),
+                "user_id": pd.to_numeric(table["user_id"], errors="coerce").astype("Int64"),
+            }
+        )
+        readable = moods.dropna(subset=["timestamp", "score"])
+        if len(readable) < len(offsets):
+            logger.warning(
+                "Skipped %d unreadable rows of chat %s in %s",
+                len(offsets) - len(readable),
+                chat_id,
+                self._path,
+            )
+        return readable.reset_index(drop=True)
 
     def forget(self, user_id: int, chat_id: int | None = None) -> int:
         """Delete every row of this person (in this chat, or in every chat); return how many.
