@@ -88,11 +88,7 @@ def summarize(
         table["day"] -= pd.to_timedelta(table["day"].dt.day_of_week, unit="D")
         first -= pd.Timedelta(days=first.weekday())
     bins = pd.date_range(first, today, freq="7D" if weekly else "D")
-    per_bin = (
-        pd.crosstab(table["day"], table["label"])
-        .reindex(index=bins, columns=list(LABELS), fill_value=0)
-        .astype(int)
-    )
+    per_bin = _count(table, "day").reindex(index=bins, fill_value=0)
     mean_mood = table.groupby("day")["mood"].mean().reindex(bins)
     totals = per_bin.sum()
     return ChatStats(
@@ -106,10 +102,8 @@ def summarize(
 
 
 def _most_active(table: pd.DataFrame) -> tuple[PersonMoods, ...]:
-    by_person = pd.crosstab(table["user_id"], table["label"]).reindex(
-        columns=list(LABELS), fill_value=0
-    )
     totals = table["user_id"].value_counts().head(TOP_PEOPLE)  # most results first
+    by_person = _count(table[table["user_id"].isin(totals.index)], "user_id")
     return tuple(
         PersonMoods(
             user_id=int(user_id),
@@ -118,6 +112,12 @@ def _most_active(table: pd.DataFrame) -> tuple[PersonMoods, ...]:
         )
         for user_id, total in totals.items()
     )
+
+
+def _count(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Results per value of `by` (rows) and label (a column for each of LABELS)."""
+    counts = table.groupby([by, "label"]).size().unstack("label", fill_value=0)
+    return counts.reindex(columns=list(LABELS), fill_value=0)
 
 
 def render(per_bin: pd.DataFrame, mean_mood: pd.Series, weekly: bool, timezone: str) -> bytes:
