@@ -15,6 +15,7 @@ from core.sentiment_base import Sentiment
 from core.stats import LABELS, ChatStats
 
 EMOJI = {"positive": "😊", "neutral": "😐", "negative": "😞"}
+# Spelled as each model's config has them: "Positive" in cardiffnlp's multilingual model.
 
 HELP = """\
 I read the mood of a picture plus a message.
@@ -78,7 +79,7 @@ FORGET_UNAVAILABLE = "Your results can't be deleted right now. Please try again 
 
 
 def mood(sentiment: Sentiment) -> str:
-    return f"{EMOJI.get(sentiment.label, '🔎')} {escape(sentiment.label)} {sentiment.score:.1%}"
+    return f"{_emoji(sentiment.label)} {escape(sentiment.label)} {sentiment.score:.1%}"
 
 
 def caption_seen(caption: str, *, in_group: bool) -> str:
@@ -105,7 +106,7 @@ def expired(ttl_seconds: float) -> str:
 
 def result(analysis: Analysis) -> str:
     verdict = analysis.sentiment
-    label = EMOJI.get(verdict.label, "🔎") + f" <b>{escape(verdict.label.capitalize())}</b>"
+    label = _emoji(verdict.label) + f" <b>{escape(verdict.label.capitalize())}</b>"
     lines = [
         f"{label} · {verdict.score:.1%}",
         f"🖼 <i>{escape(_clip(analysis.caption))}</i>",
@@ -174,6 +175,10 @@ def forgotten(count: int) -> str:
     if count == 0:
         return "Done: you had no results stored in this chat."
     return f"Done: deleted {count} {'result' if count == 1 else 'results'} of yours in this chat."
+
+
+def _emoji(label: str) -> str:
+    return EMOJI.get(label.lower(), "🔎")
 
 
 def _period(days: int | None) -> str:

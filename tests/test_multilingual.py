@@ -1,7 +1,8 @@
 """Other languages: `SENTIMENT_MODEL=cardiffnlp/twitter-xlm-roberta-base-sentiment` works.
 
 A tiny XLM-RoBERTa with a SentencePiece-style tokenizer stands in for it (same classes, same
-label order), loaded from a folder by the very calls that load the hub id.
+label order, capitalised as in its config), loaded from a folder by the very calls that load
+the hub id.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 from core.sentiment import SentimentClassifier
 from tests.bot_harness import bot_settings, running_bot
 from tests.test_bot import seen
-from tests.tiny_models import SENTIMENT_LABELS, TinyModels, build_tiny_xlm_roberta
+from tests.tiny_models import XLM_SENTIMENT_LABELS, TinyModels, build_tiny_xlm_roberta
 
 TEXTS = {
     "ar": "أحب هذا اليوم المشمس",
@@ -37,7 +38,7 @@ def test_texts_in_every_training_language_get_a_label_from_the_config(xlm_robert
     assert type(classifier.model).__name__ == "XLMRobertaForSequenceClassification"
     results = classifier(list(TEXTS.values()))
     for result in results:
-        assert list(result.scores) == list(SENTIMENT_LABELS.values())
+        assert list(result.scores) == list(XLM_SENTIMENT_LABELS.values())
         assert sum(result.scores.values()) == pytest.approx(1.0, abs=1e-5)
         assert result.label == max(result.scores, key=result.scores.__getitem__)
 
@@ -55,15 +56,15 @@ def test_the_classifier_gives_the_stock_models_probabilities(xlm_roberta):
 
 
 def test_the_winning_class_wins_in_every_language(tmp_path):
-    path = build_tiny_xlm_roberta(tmp_path / "negative", winning_label="negative")
+    path = build_tiny_xlm_roberta(tmp_path / "negative", winning_label="Negative")
     classifier = SentimentClassifier.from_pretrained(str(path), precision="auto")
-    assert {result.label for result in classifier(list(TEXTS.values()))} == {"negative"}
+    assert {result.label for result in classifier(list(TEXTS.values()))} == {"Negative"}
 
 
 async def test_the_bot_answers_and_records_with_the_multilingual_model(
     api, ann, tiny_models, tmp_path
 ):
-    path = build_tiny_xlm_roberta(tmp_path / "xlm", winning_label="positive")
+    path = build_tiny_xlm_roberta(tmp_path / "xlm", winning_label="Positive")
     models = TinyModels(caption=tiny_models.caption, sentiment=path)
     settings = bot_settings(api, models, tmp_path / "records.csv")
     async with running_bot(api, settings) as bot:
@@ -74,4 +75,4 @@ async def test_the_bot_answers_and_records_with_the_multilingual_model(
         assert seen(result).startswith("😊 Positive · ")
         assert f"💬 {TEXTS['es']}" in seen(result)
         (row,) = bot.rows()
-        assert (row["user_text"], row["label"]) == (TEXTS["es"], "positive")
+        assert (row["user_text"], row["label"]) == (TEXTS["es"], "Positive")

@@ -41,6 +41,8 @@ BLIP_IMAGE_SIZE = 32
 ROBERTA_MAX_LENGTH = 64
 # The cardiffnlp model's classes, in its order.
 SENTIMENT_LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+# The multilingual model's: the same order, capitalised.
+XLM_SENTIMENT_LABELS = {0: "Negative", 1: "Neutral", 2: "Positive"}
 
 # A logit bias this large decides the argmax whatever the random weights say.
 _DECISIVE = 30.0
@@ -206,7 +208,7 @@ def build_tiny_xlm_roberta(path: Path, *, seed: int = 0, winning_label: str | No
     )
     return _save_classifier(
         path, XLMRobertaConfig, XLMRobertaForSequenceClassification, tokenizer, seed,
-        None, winning_label,
+        XLM_SENTIMENT_LABELS, winning_label,
     )  # fmt: skip
 
 
