@@ -954,12 +954,19 @@ class FakeBotApi:
             message["reply_to_message"] = _without_reply(replied)
         if markup := _inline_markup(params.get("reply_markup")):
             message["reply_markup"] = markup
-        self._messages[(chat["id"], message["message_id"])] = message
+        return self._keep_sent(message, params, replied, text=text)
+
+    def _keep_sent(
+        self, message: JSONDict, params: JSONDict, replied: JSONDict | None, **fields: Any
+    ) -> JSONDict:
+        """Store a message the bot sent, and note it in `sent` with `fields`."""
+        chat_id = message["chat"]["id"]
+        self._messages[(chat_id, message["message_id"])] = message
         self.sent.append(
             {
-                "chat_id": chat["id"],
+                "chat_id": chat_id,
                 "message_id": message["message_id"],
-                "text": text,
+                **fields,
                 "parse_mode": params.get("parse_mode"),
                 "reply_markup": params.get("reply_markup"),
                 "reply_to_message_id": replied["message_id"] if replied else None,
@@ -1085,26 +1092,17 @@ class FakeBotApi:
             message["caption"] = caption
         if replied is not None:
             message["reply_to_message"] = _without_reply(replied)
-        self._messages[(chat["id"], message["message_id"])] = message
         upload = params[kind]
-        self.sent.append(
-            {
-                "chat_id": chat["id"],
-                "message_id": message["message_id"],
-                "text": None,
-                "caption": caption,
-                "parse_mode": params.get("parse_mode"),
-                "kind": kind,
-                "file": upload,
-                "file_name": upload.filename,
-                "reply_markup": params.get("reply_markup"),
-                "reply_to_message_id": replied["message_id"] if replied else None,
-                "message": message,
-                "params": params,
-            }
+        return self._keep_sent(
+            message,
+            params,
+            replied,
+            text=None,
+            caption=caption,
+            kind=kind,
+            file=upload,
+            file_name=upload.filename,
         )
-        self._changes.notify()
-        return message
 
     async def _get_chat_member(self, params: JSONDict) -> JSONDict:
         chat = self._known_chat(params)
