@@ -19,8 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
+from matplotlib import dates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from core.records import RecordStore
@@ -126,18 +129,26 @@ def render(per_bin: pd.DataFrame, mean_mood: pd.Series, weekly: bool, timezone: 
     figure.subplots_adjust(left=0.07, right=0.92, top=0.92, bottom=0.15)  # fixed: layout is slow
     FigureCanvasAgg(figure)
     bars = figure.add_subplot()
-    width = pd.Timedelta(days=6 if weekly else 0.8)
-    x = per_bin.index + (pd.Timedelta(days=3.5) if weekly else pd.Timedelta(hours=12))
-    bottom = pd.Series(0, index=per_bin.index)
+    bars.xaxis_date()
+    start = dates.date2num(per_bin.index)  # matplotlib's day numbers
+    left, right = start + 0.1, start + (6.9 if weekly else 0.9)
+    bottom = np.zeros(len(per_bin))
     for name in LABELS:
-        bars.bar(x, per_bin[name], width, bottom=bottom, color=COLOURS[name], label=name)
-        bottom = bottom + per_bin[name]
+        top = bottom + per_bin[name].to_numpy()
+        # One collection of rectangles per label: `bar()` makes a patch per bar and
+        # measures each one, which took most of the drawing time.
+        corners = [(left, bottom), (left, top), (right, top), (right, bottom)]
+        outlines = np.stack([np.stack(corner, axis=-1) for corner in corners], axis=1)
+        bars.add_collection(PolyCollection(outlines, color=COLOURS[name], label=name))
+        bottom = top
+    bars.set_xlim(start[0], start[-1] + (7 if weekly else 1))
+    x = (left + right) / 2
     bars.set_ylabel("results per week" if weekly else "results per day")
     bars.set_title(f"Moods per {'week' if weekly else 'day'} ({timezone})")
     bars.set_ylim(0, max(1, bottom.max()) * 1.25)  # room for the legends above the bars
     bars.legend(loc="upper left", ncols=3)
     line = bars.twinx()
-    line.plot(x, mean_mood, color="#1e3a8a", marker="o", markersize=3, label="mean mood")
+    line.plot(x, mean_mood.to_numpy(), color="#1e3a8a", marker="o", markersize=3, label="mean mood")
     line.axhline(0, color="#1e3a8a", linewidth=0.5, linestyle=":")
     line.set_ylim(-1.05, 1.05)
     line.set_ylabel("mean mood (-1 negative … +1 positive)")

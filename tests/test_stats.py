@@ -105,3 +105,16 @@ def test_moods_skips_unreadable_rows_and_keeps_the_rest(tmp_path: Path, caplog) 
     assert list(moods.columns) == list(MOOD_COLUMNS)
     assert moods["user_id"].tolist() == [11]
     assert "Skipped 1 unreadable rows of chat 1" in caplog.text
+
+
+def test_moods_reads_rows_whose_texts_span_lines_and_hold_quotes(tmp_path: Path) -> None:
+    texts = ['"quoted"\nsecond line, comma', "plain", 'ends in a quote "\n\n"', "last"]
+    store = RecordStore(tmp_path / "records.csv")
+    for user_id, text in enumerate(texts):
+        store.append(Record(text, text, text, "neutral", 0.5, NOW, 1, user_id))
+        store.append(Record(text, text, text, "positive", 0.5, NOW, 2, 99))
+
+    moods = RecordStore(store.path).moods(1)
+
+    assert moods["user_id"].tolist() == [0, 1, 2, 3]
+    assert moods["label"].tolist() == ["neutral"] * 4
