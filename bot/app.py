@@ -21,13 +21,14 @@ from telegram.error import NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    CallbackQueryHandler,
     CommandHandler,
     MessageHandler,
     TypeHandler,
     filters,
 )
 
-from bot import handlers
+from bot import data_commands, handlers
 from bot.flood import FloodControl
 from bot.handlers import Deps
 from bot.inference import Inference
@@ -48,8 +49,13 @@ COMMANDS = [
     BotCommand("help", "How to use the bot"),
     BotCommand("analyze", "Reply to a photo or text: /analyze your message"),
     BotCommand("history", "Latest results in this chat: /history [N]"),
+    BotCommand("stats", "This chat's moods as a chart: /stats [days|all]"),
+    BotCommand("export", "This chat's results as a CSV file (groups: admins)"),
+    BotCommand("forget", "Delete your results in this chat"),
     BotCommand("cancel", "Forget the caption waiting for your message"),
 ]
+# Messages, and presses on /forget's buttons.
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 
 
 class MoodApplication(Application):
@@ -95,6 +101,7 @@ def build_application(
         or PendingCaptions(settings.pending_ttl_seconds, path=settings.pending_path),
         rate=RateLimit(limits.jobs_per_minute),
         allowed_chat_ids=limits.allowed_chat_ids,
+        timezone=settings.timezone,
     )
 
     new = filters.UpdateType.MESSAGE  # edits and channel posts are deliberately ignored
@@ -106,6 +113,12 @@ def build_application(
             CommandHandler(["start", "help"], handlers.help_command, filters=new),
             CommandHandler("cancel", handlers.cancel, filters=new),
             CommandHandler("history", handlers.history, filters=new),
+            CommandHandler("stats", data_commands.stats, filters=new),
+            CommandHandler("export", data_commands.export, filters=new),
+            CommandHandler("forget", data_commands.forget, filters=new),
+            CallbackQueryHandler(
+                data_commands.forget_pressed, pattern=rf"^{data_commands.FORGET}:-?\d+:\w+$"
+            ),
             CommandHandler("analyze", handlers.analyze_command, filters=new),
             MessageHandler(new & pictures, handlers.picture),
             MessageHandler(new & private & filters.Document.ALL, handlers.not_a_picture),
@@ -134,7 +147,7 @@ def run(application: Application, settings: Settings) -> None:
     """Long polling, or with WEBHOOK_URL python-telegram-bot's own webhook server, which
     answers 403 to any request without the right X-Telegram-Bot-Api-Secret-Token."""
     if not settings.webhook_url:
-        application.run_polling(allowed_updates=[Update.MESSAGE], bootstrap_retries=RETRY_FOREVER)
+        application.run_polling(allowed_updates=ALLOWED_UPDATES, bootstrap_retries=RETRY_FOREVER)
         return
     log.info(
         "Webhook mode: listening on %s:%s for %s",
@@ -149,7 +162,7 @@ def run(application: Application, settings: Settings) -> None:
             url_path=urlparse(settings.webhook_url).path,  # a reverse proxy keeps the path
             webhook_url=settings.webhook_url,
             secret_token=settings.webhook_secret_token,
-            allowed_updates=[Update.MESSAGE],
+            allowed_updates=ALLOWED_UPDATES,
             bootstrap_retries=RETRY_FOREVER,
         )
     except OSError as error:

@@ -45,6 +45,7 @@ class Deps:
     pending: PendingCaptions
     rate: RateLimit
     allowed_chat_ids: frozenset[int] | None = None
+    timezone: str = "UTC"  # where /stats days begin and end
     refused_chats: set[int] = field(default_factory=set)
 
 

@@ -8,14 +8,16 @@ parsed: user text is cut in those units, so a reply fits whatever was typed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from core.pipeline import Analysis
 from core.records import Record
 from core.sentiment_base import Sentiment
+from core.stats import LABELS, ChatStats
 
 EMOJI = {"positive": "😊", "neutral": "😐", "negative": "😞"}
+# Spelled as each model's config has them: "Positive" in cardiffnlp's multilingual model.
 
 HELP = """\
 I read the mood of a picture plus a message.
@@ -31,7 +33,12 @@ I read the mood of a picture plus a message.
 • Or send a photo with the caption <code>/analyze your text</code>.
 • <code>/analyze</code> alone: I ask for your text, reply to my question.
 
-/history shows this chat's latest results (<code>/history 10</code> for more)."""
+<b>Your data</b>
+• /history shows this chat's latest results (<code>/history 10</code> for more).
+• /stats draws this chat's moods over the last 30 days (<code>/stats 7</code>, \
+<code>/stats 365</code>, <code>/stats all</code>).
+• /export sends this chat's results as a CSV file (in groups: admins only).
+• /forget deletes your results in this chat, after you confirm."""
 
 ANALYZE_USAGE = (
     "Reply to a photo, or to a message that describes a picture, with "
@@ -55,12 +62,28 @@ SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again
 HISTORY_USAGE = "Use /history or /history N, with N from 1 to {limit}."
 NO_HISTORY = "No results in this chat yet."
 HISTORY_UNAVAILABLE = "The history can't be read right now. Please try again later."
+STATS_USAGE = "Use /stats, /stats N with N from 1 to {limit} days, or /stats all."
+STATS_UNAVAILABLE = "The statistics can't be read right now. Please try again later."
+EXPORT_ADMINS_ONLY = "Sorry, in a group only its administrators can export the results."
+EXPORT_UNAVAILABLE = "The results can't be exported right now. Please try again later."
+EXPORT_TOO_BIG = (
+    "This chat's results are over Telegram's 50 MB limit for files from bots. The bot's "
+    "operator can export them from the shell: <code>python -m core export --chat {chat_id} "
+    "--out FILE</code>."
+)
+FORGET_ASK = (
+    "Delete all your results in this chat? Nothing else is touched, and it can't be undone."
+)
+FORGET_YES, FORGET_CANCEL = "Yes, delete them", "Cancel"
+FORGET_NOT_YOURS = "Only the person who asked can answer this."
+FORGET_CANCELLED = "Cancelled: nothing was deleted."
+FORGET_UNAVAILABLE = "Your results can't be deleted right now. Please try again later."
 
 
 def mood(sentiment: Sentiment) -> str:
     """A label from the model's config, or from a hand-edited records file: kept short."""
     label = _shorten(sentiment.label, 20)
-    return f"{EMOJI.get(sentiment.label, '🔎')} {escape(label)} {sentiment.score:.1%}"
+    return f"{_emoji(sentiment.label)} {escape(label)} {sentiment.score:.1%}"
 
 
 def caption_seen(caption: str, *, in_group: bool) -> str:
@@ -87,7 +110,7 @@ def expired(ttl_seconds: float) -> str:
 
 def result(analysis: Analysis) -> str:
     verdict = analysis.sentiment
-    label = EMOJI.get(verdict.label, "🔎") + f" <b>{escape(verdict.label.capitalize())}</b>"
+    label = _emoji(verdict.label) + f" <b>{escape(verdict.label.capitalize())}</b>"
     lines = [
         f"{label} · {verdict.score:.1%}",
         f"🖼 <i>{escape(_clip(analysis.caption))}</i>",
@@ -143,6 +166,49 @@ def _cut(text: str, limit: int) -> str:
         if used > limit:
             return text[:index]
     return text
+
+
+def no_stats(days: int | None) -> str:
+    return f"No results in this chat {_period(days)}."
+
+
+def stats_caption(stats: ChatStats, names: dict[int, str]) -> str:
+    """Totals for the period, then (when `names` are given: a group) the most active people."""
+    results = "result" if stats.total == 1 else "results"
+    lines = [f"{stats.total} {results} {_period(stats.days)}: {_moods(stats.counts)}"]
+    if names:
+        lines += ["", "Most active:"]
+        for person in stats.people:
+            shares = {label: person.counts[label] / person.total for label in LABELS}
+            lines.append(
+                f"{escape(names[person.user_id])}: {person.total} · "
+                + " · ".join(f"{EMOJI[label]} {shares[label]:.0%}" for label in LABELS)
+            )
+    return "\n".join(lines)
+
+
+def exported(count: int) -> str:
+    return f"{count} {'result' if count == 1 else 'results'} from this chat."
+
+
+def forgotten(count: int) -> str:
+    if count == 0:
+        return "Done: you had no results stored in this chat."
+    return f"Done: deleted {count} {'result' if count == 1 else 'results'} of yours in this chat."
+
+
+def _emoji(label: str) -> str:
+    return EMOJI.get(label.lower(), "🔎")
+
+
+def _period(days: int | None) -> str:
+    if days is None:
+        return "so far"
+    return "in the last day" if days == 1 else f"in the last {days} days"
+
+
+def _moods(counts: Mapping[str, int]) -> str:
+    return " · ".join(f"{EMOJI[label]} {counts[label]}" for label in LABELS)
 
 
 def _clip(text: str, limit: int = 1500) -> str:

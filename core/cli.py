@@ -2,6 +2,8 @@
 
 How a person tries the models, and how an operator checks a deployment.
 `python -m core export [--chat ID] [--out PATH]` writes records as a spreadsheet-safe CSV.
+`python -m core forget --user ID [--chat ID]` deletes a person's records, for an operator
+answering a deletion request; the bot may keep running meanwhile.
 """
 
 from __future__ import annotations
@@ -38,13 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write records as a spreadsheet-safe CSV")
     export.add_argument("--chat", type=int, help="only this chat's records (default: all)")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    forget = commands.add_parser("forget", help="delete every record of one person")
+    forget.add_argument("--user", type=int, required=True, help="the person's Telegram user id")
+    forget.add_argument("--chat", type=int, help="only in this chat (default: every chat)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        status = _export(args.chat, args.out) if args.command == "export" else _analyze(args)
+        if args.command == "export":
+            status = _export(args.chat, args.out)
+        elif args.command == "forget":
+            status = _forget(args.user, args.chat)
+        else:
+            status = _analyze(args)
         sys.stdout.flush()
     except BrokenPipeError:
         # The reader stopped reading (`| head`): end quietly, as a tool killed by SIGPIPE does,
@@ -89,6 +99,20 @@ def _export(chat_id: int | None, out: Path | None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Exported {count} records to {out or 'standard output'}", file=sys.stderr)
+    return 0
+
+
+def _forget(user_id: int, chat_id: int | None) -> int:
+    try:
+        settings = Settings.from_env()
+        settings.configure_logging()
+        store = RecordStore(settings.records_path)
+        count = store.forget(user_id, chat_id)
+    except CoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    where = "every chat" if chat_id is None else f"chat {chat_id}"
+    print(f"Deleted {count} records of user {user_id} in {where} from {store.path}")
     return 0
 
 

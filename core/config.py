@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
 
@@ -95,6 +96,8 @@ class Settings:
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = 8443
     webhook_secret_token: str = field(default="", repr=False)
+    # IANA time zone whose midnights split /stats into days.
+    timezone: str = "UTC"
 
     @classmethod
     def from_env(
@@ -175,6 +178,9 @@ class Settings:
                 "WEBHOOK_PORT", 8443, _int_in(1, 65535), "a port number from 1 to 65535"
             ),
             webhook_secret_token=read.webhook_secret(webhook_url),
+            timezone=read.parse(
+                "TIMEZONE", "UTC", _time_zone, "an IANA time zone name such as Europe/Berlin"
+            ),
         )
 
     def configure_logging(self) -> None:
@@ -294,6 +300,15 @@ def _resolvable(host: str) -> bool:
         except (OSError, UnicodeError):
             return False
     return True
+
+
+def _time_zone(raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    # ValueError: a path, not a name; IsADirectoryError: a region such as "Europe".
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:
+        raise ValueError(raw) from error
+    return raw
 
 
 def _https_url(raw: str) -> str:

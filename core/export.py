@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import os
 import stat
 import tempfile
@@ -79,6 +80,13 @@ def write_csv(records: Iterable[Record], out: TextIO) -> int:
         writer.writerow(export_row(record))
         count += 1
     return count
+
+
+def csv_bytes(records: Iterable[Record]) -> tuple[bytes, int]:
+    """The bytes `export_csv` would write for `records` (BOM included), and the count."""
+    out = io.StringIO(newline="")
+    count = write_csv(records, out)
+    return out.getvalue().encode("utf-8-sig"), count
 
 
 def export_csv(store: RecordStore, out: Path, chat_id: int | None = None) -> int:

@@ -6,7 +6,8 @@ or mixing rows. A file in the original app's five-column format is upgraded
 atomically on the first append. `recent()` answers from an in-memory index of
 row offsets per chat, built by one scan and then caught up from where the last
 scan stopped, so rows appended by other processes show up without rereading the
-file.
+file. `forget()` deletes one person's rows by rewriting the file beside itself and
+renaming it over the old one while appends wait for the lock.
 
 A write cut short by a crash leaves bytes after the last complete row. `recover()`
 (called by the bot at start-up, and by every append before it writes) moves those
@@ -26,16 +27,19 @@ import csv
 import fcntl
 import io
 import logging
+import mmap
 import os
 import stat
 import tempfile
 import threading
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
+
+import pandas as pd
 
 from core.errors import RecordsError
 
@@ -44,6 +48,7 @@ logger = logging.getLogger(__name__)
 _LEGACY_COLUMNS = ("image_caption", "user_text", "combined_input", "label", "score")
 COLUMNS = (*_LEGACY_COLUMNS, "timestamp", "chat_id", "user_id", "caption_source")
 _CAPTION_SOURCES = ("", "image", "manual")
+MOOD_COLUMNS = ("timestamp", "label", "score", "user_id")  # what `moods()` returns
 _HEADER_LIMIT = 4096  # a header longer than this is not one of ours
 _CHUNK = 1 << 22  # bytes read per step while indexing
 _TAIL = 64  # bytes before the indexed end that must not change, or the index is stale
@@ -191,6 +196,96 @@ class RecordStore:
             raise RecordsError(
                 f"Cannot read the records file {self._path}: {exc.strerror or exc}"
             ) from exc
+
+    def moods(self, chat_id: int) -> pd.DataFrame:
+        """This chat's records as a table of `MOOD_COLUMNS`, oldest first, for statistics.
+
+        `timestamp` is in UTC, `user_id` a nullable integer. Only this chat's rows are read
+        (through the index) and pandas' C parser reads them: 100,000 rows take a fraction of
+        a second, where `records()` takes seconds. Unreadable rows are logged and skipped.
+        """
+        offsets = array("q")
+        try:
+            with open(self._path, "rb") as f:
+                with self._index_lock:
+                    self._index.catch_up(f, self._path)
+                    offsets = array("q", self._index.oldest_first(chat_id))
+                raw = _rows_at(f, offsets)
+        except FileNotFoundError:
+            raw = b""
+        except OSError as exc:
+            raise RecordsError(
+                f"Cannot read the records file {self._path}: {exc.strerror or exc}"
+            ) from exc
+        table = pd.read_csv(
+            io.BytesIO(raw or ",".join(COLUMNS).encode()),
+            header=None if raw else 0,
+            names=COLUMNS,
+            usecols=list(MOOD_COLUMNS),
+            dtype={"label": str, "timestamp": str},
+            keep_default_na=False,
+            on_bad_lines="skip",
+        )
+        moods = pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(
+                    table["timestamp"], format="ISO8601", utc=True, errors="coerce"
+                ),
+                "label": table["label"],
+                "score": pd.to_numeric(table["score"], errors="coerce"),
+                "user_id": pd.to_numeric(table["user_id"], errors="coerce").astype("Int64"),
+            }
+        )
+        readable = moods.dropna(subset=["timestamp", "score"])
+        if len(readable) < len(offsets):
+            logger.warning(
+                "Skipped %d unreadable rows of chat %s in %s",
+                len(offsets) - len(readable),
+                chat_id,
+                self._path,
+            )
+        return readable.reset_index(drop=True)
+
+    def forget(self, user_id: int, chat_id: int | None = None) -> int:
+        """Delete every row of this person (in this chat, or in every chat); return how many.
+
+        The file is rewritten beside itself and renamed over the old one while the write
+        lock is held, so appends from this and other processes wait, then go to the new
+        file; every other row is kept byte for byte. Files of the original app hold no
+        user ids: nothing in them is deleted.
+        """
+        user = str(user_id).encode()
+        chat = None if chat_id is None else str(chat_id).encode()
+        with self._write_lock:
+            try:
+                with self._locked_file("r+b") as f:
+                    columns, _ = self._recover_locked(f)
+                    with self._index_lock:
+                        start, end = self._index.start, self._index.end
+                    if columns != COLUMNS:
+                        return 0
+                    doomed = [
+                        offset
+                        for offset, raw in _rows_between(f, start, end)
+                        if _owned_by(raw, user, chat)
+                    ]
+                    if doomed:
+                        mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+                        _replace_atomically(self._path, _rows_but(f, start, end, doomed), mode)
+            except FileNotFoundError:
+                return 0
+            except OSError as exc:
+                raise RecordsError(
+                    f"Cannot rewrite the records file {self._path}: {exc.strerror or exc}"
+                ) from exc
+        logger.info(
+            "Deleted %d rows of user %s%s from %s",
+            len(doomed),
+            user_id,
+            "" if chat_id is None else f" in chat {chat_id}",
+            self._path,
+        )
+        return len(doomed)
 
     @contextlib.contextmanager
     def _locked_file(self, mode: str) -> Iterator[BinaryIO]:
@@ -447,12 +542,14 @@ def _write_all(f: BinaryIO, data: bytes, size: int) -> None:
         raise
 
 
-def _replace_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it over `path`."""
+def _replace_atomically(path: Path, data: bytes | Iterable[bytes], mode: int) -> None:
+    """Write `data` (bytes, or chunks of them) to a temporary file beside `path`, then
+    rename it over `path`."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with open(fd, "wb") as out:
-            out.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, mode)
@@ -520,6 +617,24 @@ def _row_at(f: BinaryIO, offset: int) -> bytes:
             return b"".join(lines)
 
 
+def _rows_at(f: BinaryIO, offsets: Sequence[int]) -> bytes:
+    """The whole rows starting at `offsets`, joined: `_row_at` for many rows, through a
+    memory map, three times faster for a chat's 100,000 rows."""
+    if not offsets:
+        return b""
+    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        find = mapped.find
+        rows = []
+        for offset in offsets:
+            end = find(b"\n", offset) + 1
+            row = mapped[offset:end]
+            while row.count(b'"') & 1 and end:  # a quoted field goes on to the next line
+                start, end = end, find(b"\n", end) + 1
+                row += mapped[start:end]
+            rows.append(row)
+    return b"".join(rows)
+
+
 def _rows_between(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
     """Yield (offset, raw row) for each row from `start` up to `end`, a row boundary."""
     offset = start
@@ -527,6 +642,30 @@ def _rows_between(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, byte
         raw = _row_at(f, offset)
         yield offset, raw
         offset += len(raw)
+
+
+def _owned_by(raw: bytes, user: bytes, chat: bytes | None) -> bool:
+    """Whether a raw row has this user id (and this chat id, unless `chat` is None).
+
+    The last three columns hold no comma (see `Record`), so they are the last three fields.
+    """
+    fields = raw.rstrip(b"\r\n").rsplit(b",", 3)
+    return len(fields) == 4 and fields[2] == user and (chat is None or fields[1] == chat)
+
+
+def _rows_but(f: BinaryIO, start: int, end: int, skipped: Sequence[int]) -> Iterator[bytes]:
+    """The header, then the bytes of every row up to `end` but those starting at `skipped`."""
+    yield os.pread(f.fileno(), start, 0)
+    position = start
+    for offset in skipped:
+        yield from _chunks(f, position, offset)
+        position = offset + len(_row_at(f, offset))
+    yield from _chunks(f, position, end)
+
+
+def _chunks(f: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    for position in range(start, end, _CHUNK):
+        yield os.pread(f.fileno(), min(_CHUNK, end - position), position)
 
 
 def _parse_row(raw: bytes, columns: tuple[str, ...]) -> Record:

@@ -8,10 +8,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from telegram import Update
 from telegram.ext import Application
 
-from bot.app import build_application
+from bot.app import ALLOWED_UPDATES, build_application
 from bot.inference import Inference
 from core.config import Settings
 from core.pending import PendingCaptions
@@ -79,7 +78,7 @@ async def running_bot(
         await application.post_init(application)  # as run_polling does
         await application.start()
         await application.updater.start_polling(
-            poll_interval=0, timeout=1, allowed_updates=allowed_updates or [Update.MESSAGE]
+            poll_interval=0, timeout=1, allowed_updates=allowed_updates or ALLOWED_UPDATES
         )
         try:
             yield RunningBot(api, application, settings.records_path, clock)

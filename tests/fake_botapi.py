@@ -17,6 +17,12 @@ for objects and numbers), so values are typed by parameter name, as Telegram doe
 Like Telegram, the server refuses to send to a chat it has never seen (the helpers make chats
 known), to reply to a message that does not exist, or to send text whose HTML or MarkdownV2
 markup it cannot parse.
+
+Files the bot sends (`sendPhoto`, `sendDocument`) arrive as multipart/form-data uploads, as
+python-telegram-bot sends them; the server keeps the uploaded bytes, file name and type
+(`sent[...]["file"]`), refuses a photo Pillow cannot open and files over Telegram's limits.
+`press_button` plays a person pressing an inline button (a `callback_query` update), and
+`set_member_status` says what `getChatMember` answers for a person in a group.
 """
 
 from __future__ import annotations
@@ -45,6 +51,10 @@ PHOTO_STEPS = (90, 320, 800, 1280)
 # Bots may download files up to 20 MB through the cloud Bot API.
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 MAX_MESSAGE_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024
+# Bots may upload photos up to 10 MB and other files up to 50 MB.
+MAX_PHOTO_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 # The pseudo method name `fail_next` uses for the file download route.
 DOWNLOAD = "download"
 
@@ -116,6 +126,28 @@ _HTML_ENTITY = re.compile(r"&(lt|gt|amp|quot|#[0-9]+|#x[0-9A-Fa-f]+);")
 # MarkdownV2 characters that never open markup, so must always be escaped outside code.
 _MARKDOWN_V2_LITERAL_ONLY = set("#+-=|{}.!")
 _COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
+_ADMIN_RIGHTS = {
+    "can_be_edited": False,
+    "is_anonymous": False,
+    "can_manage_chat": True,
+    "can_delete_messages": True,
+    "can_manage_video_chats": True,
+    "can_restrict_members": True,
+    "can_promote_members": False,
+    "can_change_info": True,
+    "can_invite_users": True,
+    "can_post_stories": False,
+    "can_edit_stories": False,
+    "can_delete_stories": False,
+}
+# The fields each ChatMember kind carries besides `status` and `user`.
+_MEMBER_STATUSES: dict[str, JSONDict] = {
+    "creator": {"is_anonymous": False},
+    "administrator": _ADMIN_RIGHTS,
+    "member": {},
+    "left": {},
+    "kicked": {"until_date": 0},
+}
 
 
 class _ApiError(Exception):
@@ -139,6 +171,19 @@ class _Fault:
     retry_after: int | None
     delay: float
     remaining: int
+
+
+class Upload(bytes):
+    """The bytes of a multipart file field, with the name and type the client gave them."""
+
+    filename: str | None
+    content_type: str
+
+    def __new__(cls, data: bytes, filename: str | None, content_type: str) -> Self:
+        upload = super().__new__(cls, data)
+        upload.filename = filename
+        upload.content_type = content_type
+        return upload
 
 
 @dataclass(frozen=True)
@@ -372,6 +417,9 @@ class FakeBotApi:
             "getFile": self._get_file,
             "editMessageText": self._edit_message_text,
             "answerCallbackQuery": self._answer_callback_query,
+            "sendPhoto": self._send_photo,
+            "sendDocument": self._send_document,
+            "getChatMember": self._get_chat_member,
         }
         # Telegram matches method names case-insensitively.
         self._methods = {name.lower(): (name, handler) for name, handler in handlers.items()}
@@ -391,6 +439,10 @@ class FakeBotApi:
         self._commands: dict[str, list[JSONDict]] = {}
         self._sent_cursor: dict[int, int] = {}
         self._call_cursor: dict[str, int] = {}
+        self._users: dict[int, JSONDict] = {}
+        self._member_status: dict[tuple[int, int], str] = {}
+        self._last_callback_number = 0
+        self.answered_callbacks: list[JSONDict] = []
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -519,6 +571,34 @@ class FakeBotApi:
         message["document"] = {"file_name": file_name, "mime_type": mime_type} | stored
         self._add_caption(message, caption)
         return self._deliver_message(message)
+
+    def press_button(self, user: JSONDict, message: JSONDict, data: str) -> str:
+        """`user` presses the inline button with callback data `data` under the bot's
+        `message` (as the bot sent it); returns the callback query's id."""
+        self._users[user["id"]] = user
+        self._last_callback_number += 1
+        query_id = f"{4_000_000 + self._last_callback_number}"
+        stored = self._messages[(message["chat"]["id"], message["message_id"])]
+        self.send_raw_update(
+            {
+                "callback_query": {
+                    "id": query_id,
+                    "from": user,
+                    "message": stored,
+                    "chat_instance": str(message["chat"]["id"]),
+                    "data": data,
+                }
+            }
+        )
+        return query_id
+
+    def set_member_status(self, chat: JSONDict, user: JSONDict, status: str) -> None:
+        """What `getChatMember` says of `user` in `chat`: "creator", "administrator",
+        "member" (the default for anyone who wrote there), "left" or "kicked"."""
+        if status not in _MEMBER_STATUSES:
+            raise ValueError(f"status must be one of {sorted(_MEMBER_STATUSES)}")
+        self._users[user["id"]] = user
+        self._member_status[(chat["id"], user["id"])] = status
 
     def send_raw_update(self, update: JSONDict) -> None:
         """Queue any update dict as is (`update_id` is filled in when missing)."""
@@ -729,7 +809,11 @@ class FakeBotApi:
             else:
                 form = await request.post()
                 for key, value in form.items():
-                    raw[key] = value.file.read() if isinstance(value, web.FileField) else value
+                    raw[key] = (
+                        Upload(value.file.read(), value.filename, value.content_type)
+                        if isinstance(value, web.FileField)
+                        else value
+                    )
         return {key: _coerce(key, value) for key, value in raw.items()}
 
     def _failed(self, method: str, error: _ApiError) -> web.Response:
@@ -870,12 +954,19 @@ class FakeBotApi:
             message["reply_to_message"] = _without_reply(replied)
         if markup := _inline_markup(params.get("reply_markup")):
             message["reply_markup"] = markup
-        self._messages[(chat["id"], message["message_id"])] = message
+        return self._keep_sent(message, params, replied, text=text)
+
+    def _keep_sent(
+        self, message: JSONDict, params: JSONDict, replied: JSONDict | None, **fields: Any
+    ) -> JSONDict:
+        """Store a message the bot sent, and note it in `sent` with `fields`."""
+        chat_id = message["chat"]["id"]
+        self._messages[(chat_id, message["message_id"])] = message
         self.sent.append(
             {
-                "chat_id": chat["id"],
+                "chat_id": chat_id,
                 "message_id": message["message_id"],
-                "text": text,
+                **fields,
                 "parse_mode": params.get("parse_mode"),
                 "reply_markup": params.get("reply_markup"),
                 "reply_to_message_id": replied["message_id"] if replied else None,
@@ -941,7 +1032,88 @@ class FakeBotApi:
             raise _bad_request(
                 "query is too old and response timeout expired or query ID is invalid"
             )
+        self.answered_callbacks.append(params)
+        self._changes.notify()
         return True
+
+    async def _send_photo(self, params: JSONDict) -> JSONDict:
+        photo = self._upload(params, "photo", MAX_PHOTO_UPLOAD_BYTES)
+        try:
+            with Image.open(io.BytesIO(photo)) as image:
+                image.load()
+        except (UnidentifiedImageError, OSError) as exc:
+            raise _bad_request("IMAGE_PROCESS_FAILED") from exc
+        return self._send_file(
+            params,
+            "photo",
+            [
+                self._register_file(data, "photos", ".jpg", "AgACAgIAAxkBAA", len(data))
+                | {"width": width, "height": height}
+                for width, height, data in _photo_variants(photo, None)
+            ],
+        )
+
+    async def _send_document(self, params: JSONDict) -> JSONDict:
+        document = self._upload(params, "document", MAX_UPLOAD_BYTES)
+        suffix = re.search(r"\.[A-Za-z0-9]{1,8}$", document.filename or "")
+        stored = self._register_file(
+            document,
+            "documents",
+            suffix.group().lower() if suffix else "",
+            "BQACAgIAAxkBAA",
+            len(document),
+        )
+        meta = {"file_name": document.filename, "mime_type": document.content_type}
+        return self._send_file(params, "document", {k: v for k, v in meta.items() if v} | stored)
+
+    def _upload(self, params: JSONDict, name: str, limit: int) -> Upload:
+        """A file uploaded in the field `name`; file ids and URLs are not served here."""
+        self._known_chat(params)
+        upload = params.get(name)
+        if not isinstance(upload, Upload):
+            raise _bad_request(f"there is no {name} in the request")
+        if not upload:
+            raise _bad_request("file must be non-empty")
+        if len(upload) > limit:
+            raise _ApiError(413, "Request Entity Too Large")
+        return upload
+
+    def _send_file(self, params: JSONDict, kind: str, file: Any) -> JSONDict:
+        chat = self._known_chat(params)
+        caption = params.get("caption")
+        if caption is not None and _plain_length(caption, params.get("parse_mode")) > (
+            MAX_CAPTION_LENGTH
+        ):
+            raise _bad_request("message caption is too long")
+        replied = self._replied_message(chat, params)
+        message = self._new_message(chat, self._bot_from())
+        message[kind] = file
+        if caption:
+            message["caption"] = caption
+        if replied is not None:
+            message["reply_to_message"] = _without_reply(replied)
+        upload = params[kind]
+        return self._keep_sent(
+            message,
+            params,
+            replied,
+            text=None,
+            caption=caption,
+            kind=kind,
+            file=upload,
+            file_name=upload.filename,
+        )
+
+    async def _get_chat_member(self, params: JSONDict) -> JSONDict:
+        chat = self._known_chat(params)
+        user = self._users.get(params.get("user_id"))
+        if user is None:
+            raise _bad_request("PARTICIPANT_ID_INVALID")
+        if chat["type"] == "private":
+            status = "member"
+        else:
+            status = self._member_status.get((chat["id"], user["id"]), "member")
+        return {"status": status, "user": user, **_MEMBER_STATUSES[status]}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -959,6 +1131,7 @@ class FakeBotApi:
 
     def _user_message(self, chat: JSONDict, user: JSONDict, reply_to: JSONDict | None) -> JSONDict:
         self._chats.setdefault(chat["id"], chat)
+        self._users[user["id"]] = user
         message = self._new_message(chat, user)
         if reply_to is not None:
             message["reply_to_message"] = _without_reply(reply_to)

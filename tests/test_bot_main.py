@@ -77,9 +77,11 @@ async def test_it_loads_models_registers_commands_answers_and_stops_on_sigterm(
         process = await start_bot(api, tmp_path, tiny_models, LOG_LEVEL="DEBUG")
         try:
             await api.wait_for_call("setMyCommands", timeout=120)
-            assert {c["command"] for c in api.my_commands()} == {
-                "help", "analyze", "history", "cancel",
+            commands = api.my_commands()
+            assert {c["command"] for c in commands} == {
+                "help", "analyze", "history", "stats", "export", "forget", "cancel",
             }  # fmt: skip
+            assert all(c["description"] and "\n" not in c["description"] for c in commands)
             ann = api.user(1)
             chat = api.private_chat(ann)
             api.send_text(chat, ann, "a lake at dawn")

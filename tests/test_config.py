@@ -196,3 +196,17 @@ def test_limits_and_the_pending_file_are_read_from_the_environment():
 def test_bad_limits_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         settings(**env)
+
+
+def test_stats_days_split_at_midnight_utc_unless_a_time_zone_is_set():
+    assert settings().timezone == "UTC"
+    assert settings(TIMEZONE=" Europe/Berlin ").timezone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus", "Europe", "../../etc/passwd", "CEST+2"])
+def test_a_time_zone_that_is_not_an_iana_name_is_refused_in_one_line(name):
+    with pytest.raises(ConfigError) as refused:
+        settings(TIMEZONE=name)
+    assert str(refused.value) == (
+        f"TIMEZONE={name!r} is not accepted: use an IANA time zone name such as Europe/Berlin."
+    )

@@ -82,7 +82,7 @@ async def test_the_webhook_takes_updates_only_with_the_secret_token(tmp_path):
                 registered = await api.wait_for_call("setWebhook", timeout=60)
                 assert registered["url"] == f"https://bot.example.org{HOOK_PATH}"
                 assert registered["secret_token"] == SECRET
-                assert registered["allowed_updates"] == ["message"]
+                assert registered["allowed_updates"] == ["message", "callback_query"]
                 await wait_until_listening(port, process)
 
                 ann, bob = api.user(501, "Ann"), api.user(502, "Bob")

@@ -4,7 +4,8 @@ Each builder makes the real architecture at toy size (seeded, so every build is 
 a processor or tokenizer made on the spot from a few words, and writes both with
 `save_pretrained` into a folder. Production code then loads that folder with the very calls
 it uses for the hub ids `Salesforce/blip-image-captioning-base` and
-`cardiffnlp/twitter-roberta-base-sentiment-latest`, without any network.
+`cardiffnlp/twitter-roberta-base-sentiment-latest` (and, for other languages,
+`cardiffnlp/twitter-xlm-roberta-base-sentiment`), without any network.
 
 The weights are random: captions are strings of real (lowercase) words in no sensible order,
 and sentiment scores are arbitrary unless a `winning_label` is asked for.
@@ -18,16 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import ByteLevelBPETokenizer
+from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
 from transformers import (
     BertTokenizerFast,
     BlipConfig,
     BlipForConditionalGeneration,
     BlipImageProcessorPil,
     BlipProcessor,
+    PreTrainedTokenizerBase,
     RobertaConfig,
     RobertaForSequenceClassification,
     RobertaTokenizerFast,
+    XLMRobertaConfig,
+    XLMRobertaForSequenceClassification,
+    XLMRobertaTokenizer,
 )
 
 # Side, in pixels, of the square image the tiny BLIP sees (the real one: 384).
@@ -36,6 +41,8 @@ BLIP_IMAGE_SIZE = 32
 ROBERTA_MAX_LENGTH = 64
 # The cardiffnlp model's classes, in its order.
 SENTIMENT_LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+# The multilingual model's: the same order, capitalised.
+XLM_SENTIMENT_LABELS = {0: "Negative", 1: "Neutral", 2: "Positive"}
 
 # A logit bias this large decides the argmax whatever the random weights say.
 _DECISIVE = 30.0
@@ -67,6 +74,27 @@ Beautiful flowers in the park today, the sky is blue and bright.
 I am so sad and tired, nothing is going right this week.
 Two people standing in a kitchen holding cups of coffee.
 """.strip().splitlines()
+
+
+# A few sentences in each language of the XLM-T sentiment model: Arabic, English, French,
+# German, Hindi, Italian, Portuguese, Spanish.
+_MULTILINGUAL_CORPUS = [
+    *_SENTIMENT_CORPUS[:5],
+    "أحب هذا اليوم المشمس على الشاطئ",
+    "هذه أسوأ خدمة رأيتها في حياتي",
+    "J'adore cette photo, quelle belle journée au soleil !",
+    "Le train est encore en retard, c'est vraiment nul.",
+    "Ich liebe diesen Hund, er ist so süß und glücklich.",
+    "Das Essen war kalt und der Service schrecklich.",
+    "मुझे यह तस्वीर बहुत पसंद है, कितना सुंदर दिन है",
+    "आज का दिन बहुत बुरा था, सब कुछ गलत हो गया",
+    "Che bella giornata al mare con gli amici!",
+    "Odio aspettare l'autobus sotto la pioggia.",
+    "Que dia lindo, adorei a festa de aniversário!",
+    "O serviço foi péssimo e a comida estava fria.",
+    "¡Me encanta esta foto del perro en la playa!",
+    "Qué día tan horrible, todo salió mal.",
+]
 
 
 @dataclass(frozen=True)
@@ -154,14 +182,52 @@ def build_tiny_roberta(
     `model_max_length=None` saves the tokenizer without a length limit, as the cardiffnlp
     repository does, so only the model's `max_position_embeddings` tells the limit.
     """
+    tokenizer = roberta_tokenizer(_SENTIMENT_CORPUS, 400, model_max_length)
+    return _save_classifier(
+        path, RobertaConfig, RobertaForSequenceClassification, tokenizer, seed, id2label,
+        winning_label,
+    )  # fmt: skip
+
+
+def build_tiny_xlm_roberta(path: Path, *, seed: int = 0, winning_label: str | None = None) -> Path:
+    """Write a tiny `XLMRobertaForSequenceClassification` and its SentencePiece-style Unigram
+    tokenizer, trained on a few sentences in the eight languages of
+    `cardiffnlp/twitter-xlm-roberta-base-sentiment`, into `path`."""
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(
+        _MULTILINGUAL_CORPUS,
+        vocab_size=600,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>"],  # XLM-R's first four ids
+        unk_token="<unk>",
+        show_progress=False,
+    )
+    pieces = [tuple(piece) for piece in json.loads(unigram.to_str())["model"]["vocab"]]
+    tokenizer = XLMRobertaTokenizer(
+        vocab=[*pieces, ("<mask>", 0.0)],  # last, as in xlm-roberta-base
+        model_max_length=ROBERTA_MAX_LENGTH,
+    )
+    return _save_classifier(
+        path, XLMRobertaConfig, XLMRobertaForSequenceClassification, tokenizer, seed,
+        XLM_SENTIMENT_LABELS, winning_label,
+    )  # fmt: skip
+
+
+def _save_classifier(
+    path: Path,
+    config_class: type[RobertaConfig] | type[XLMRobertaConfig],
+    model_class: type[RobertaForSequenceClassification] | type[XLMRobertaForSequenceClassification],
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int,
+    id2label: Mapping[int, str] | None,
+    winning_label: str | None,
+) -> Path:
+    """A RoBERTa-shaped classifier at toy size for `tokenizer`, saved with it into `path`."""
     path.mkdir(parents=True, exist_ok=True)
     id2label = dict(SENTIMENT_LABELS if id2label is None else id2label)
     label2id = {label: index for index, label in id2label.items()}
     if winning_label is not None and winning_label not in label2id:
         raise ValueError(f"winning_label {winning_label!r} is not one of {sorted(label2id)}")
-
-    tokenizer = roberta_tokenizer(_SENTIMENT_CORPUS, 400, model_max_length)
-    config = RobertaConfig(
+    config = config_class(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -182,7 +248,7 @@ def build_tiny_roberta(
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = RobertaForSequenceClassification(config).eval()
+        model = model_class(config).eval()
     if winning_label is not None:
         with torch.no_grad():
             model.classifier.out_proj.bias[label2id[winning_label]] += _DECISIVE
