@@ -53,6 +53,8 @@ SOMETHING_WENT_WRONG = "Sorry, something went wrong on my side. Please try again
 HISTORY_USAGE = "Use /history or /history N, with N from 1 to {limit}."
 NO_HISTORY = "No results in this chat yet."
 HISTORY_UNAVAILABLE = "The history can't be read right now. Please try again later."
+NOT_SAVED = "⚠️ This result could not be saved to /history right now."
+TRY_AGAIN = "I can't keep track of your caption right now. Please try again in a minute."
 
 
 def mood(sentiment: Sentiment) -> str:

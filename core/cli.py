@@ -2,6 +2,8 @@
 
 How a person tries the models, and how an operator checks a deployment.
 `python -m core export [--chat ID] [--out PATH]` writes records as a spreadsheet-safe CSV.
+`python -m core import-csv PATH` loads a records file into the database of DATABASE_URL.
+Each reads and writes the store the settings choose: RECORDS_PATH, or DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from core.errors import CoreError
 from core.export import export_csv, write_csv
 from core.pipeline import Analysis, Pipeline
 from core.records import RecordStore
+from core.records_postgres import PostgresRecordStore
 from core.sentiment_base import Sentiment
+from core.store import open_database, open_records, records_location
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write records as a spreadsheet-safe CSV")
     export.add_argument("--chat", type=int, help="only this chat's records (default: all)")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    load = commands.add_parser(
+        "import-csv", help="load a records file into DATABASE_URL; run twice, adds nothing twice"
+    )
+    load.add_argument("path", type=Path, help="a records file (RECORDS_PATH's format)")
     return parser
 
 
@@ -41,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "export":
         return _export(args.chat, args.out)
+    if args.command == "import-csv":
+        return _import_csv(args.path)
     try:
         settings = Settings.from_env()
         settings.configure_logging()
@@ -49,11 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.text, image=image, caption=args.caption
         )
         if not args.no_record:
-            RecordStore(settings.records_path).append(analysis.to_record())
+            with open_records(settings) as store:
+                store.append(analysis.to_record())
     except CoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    recorded = None if args.no_record else str(settings.records_path)
+    recorded = None if args.no_record else records_location(settings)
     if args.json:
         print(json.dumps(_as_json(analysis, recorded), ensure_ascii=False))
     else:
@@ -65,15 +76,40 @@ def _export(chat_id: int | None, out: Path | None) -> int:
     try:
         settings = Settings.from_env()
         settings.configure_logging()
-        store = RecordStore(settings.records_path)
-        if out is None:
-            count = write_csv(store.records(chat_id), sys.stdout)
-        else:
-            count = export_csv(store, out, chat_id)
+        with open_records(settings) as store:
+            if out is None:
+                count = write_csv(store.records(chat_id), sys.stdout)
+            else:
+                count = export_csv(store, out, chat_id)
     except CoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Exported {count} records to {out or 'standard output'}", file=sys.stderr)
+    return 0
+
+
+def _import_csv(path: Path) -> int:
+    try:
+        settings = Settings.from_env()
+        settings.configure_logging()
+        if not settings.database_url:
+            raise CoreError(
+                "import-csv loads records into a database: set DATABASE_URL=postgresql://…"
+            )
+        if not path.is_file():
+            raise CoreError(f"Cannot read {path}: there is no such file.")
+        with open_database(settings) as database:
+            store = PostgresRecordStore(database)
+            imported = store.import_records(RecordStore(path).records())
+    except CoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    skipped = f", {imported.skipped} skipped (see the log)" if imported.skipped else ""
+    print(
+        f"Imported {imported.added} new records of {imported.read} in {path} into "
+        f"{store.location} ({imported.read - imported.added - imported.skipped} were "
+        f"already there{skipped})"
+    )
     return 0
 
 

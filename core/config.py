@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from dotenv import dotenv_values
 
@@ -57,6 +57,8 @@ class Settings:
     caption_model: str = DEFAULT_CAPTION_MODEL
     sentiment_model: str = DEFAULT_SENTIMENT_MODEL
     records_path: Path = Path("records.csv")
+    # postgresql://…: records and waiting captions in PostgreSQL (core.database); empty: files.
+    database_url: str = field(default="", repr=False)
     model_precision: str = "auto"
     # Per model; CAPTION_PRECISION / SENTIMENT_PRECISION left empty follow MODEL_PRECISION.
     caption_precision: str = "auto"
@@ -107,6 +109,7 @@ class Settings:
             caption_model=read.text("CAPTION_MODEL", DEFAULT_CAPTION_MODEL, required=True),
             sentiment_model=read.text("SENTIMENT_MODEL", DEFAULT_SENTIMENT_MODEL, required=True),
             records_path=Path(read.text("RECORDS_PATH", "records.csv", required=True)),
+            database_url=read.database_url(),
             model_precision=precision,
             caption_precision=read.choice("CAPTION_PRECISION", precision, PRECISIONS),
             sentiment_precision=read.choice("SENTIMENT_PRECISION", precision, PRECISIONS),
@@ -166,7 +169,12 @@ class Settings:
 
     def configure_logging(self) -> None:
         """Called once by each entry point, before anything could log a secret."""
-        secrets = [self.telegram_bot_token, self.hf_token or "", self.webhook_secret_token]
+        secrets = [
+            self.telegram_bot_token,
+            self.hf_token or "",
+            self.webhook_secret_token,
+            *_url_passwords(self.database_url),
+        ]
         configure_logging(self.log_level, secrets=secrets)
 
 
@@ -205,6 +213,16 @@ class _Reader:
             raise ConfigError(
                 f"{name} is set but {backend_name}={backend}: "
                 f"set {backend_name}=api to use the endpoint, or leave {name} empty."
+            )
+        return url
+
+    def database_url(self) -> str:
+        """Never echoed back: the URL usually carries a password."""
+        url = self.text("DATABASE_URL", "")
+        if url and urlparse(url).scheme not in ("postgresql", "postgres"):
+            raise ConfigError(
+                "DATABASE_URL is not accepted: use postgresql://user:password@host:5432/dbname, "
+                "or leave it empty to keep the records in RECORDS_PATH."
             )
         return url
 
@@ -260,6 +278,12 @@ def _base_url(raw: str) -> str:
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ValueError(raw)
     return raw.rstrip("/")
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The password of a URL as written and decoded, for the log to hide."""
+    password = urlparse(url).password if url else None
+    return [password, unquote(password)] if password else []
 
 
 def _https_url(raw: str) -> str:

@@ -24,10 +24,13 @@ import tempfile
 from collections.abc import Iterable
 from datetime import UTC
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from core.errors import CoreError
-from core.records import COLUMNS, Record, RecordStore
+from core.records import COLUMNS, Record
+
+if TYPE_CHECKING:
+    from core.store import RecordsStore
 
 FORMULA_STARTS = frozenset("=+-@\t\r\n\x00＝＋－＠")
 
@@ -68,10 +71,10 @@ def write_csv(records: Iterable[Record], out: TextIO) -> int:
     return count
 
 
-def export_csv(store: RecordStore, out: Path, chat_id: int | None = None) -> int:
+def export_csv(store: RecordsStore, out: Path, chat_id: int | None = None) -> int:
     """Write the records of `chat_id` (or of every chat) to the file `out`; return the count.
 
-    Raises RecordsError when the records file cannot be read, CoreError when `out` cannot
+    Raises RecordsError when the records cannot be read, CoreError when `out` cannot
     be written; `out` is then left as it was.
     """
     try:
