@@ -169,13 +169,12 @@ class Settings:
 
     def configure_logging(self) -> None:
         """Called once by each entry point, before anything could log a secret."""
-        secrets = [
-            self.telegram_bot_token,
-            self.hf_token or "",
-            self.webhook_secret_token,
-            *_url_passwords(self.database_url),
-        ]
-        configure_logging(self.log_level, secrets=secrets)
+        configure_logging(self.log_level, secrets=self.log_secrets())
+
+    def log_secrets(self) -> list[str]:
+        """What no log line may show: tokens, and the database password."""
+        tokens = [self.telegram_bot_token, self.hf_token or "", self.webhook_secret_token]
+        return [*tokens, *_url_passwords(self.database_url)]
 
 
 class _Reader:

@@ -68,18 +68,26 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 class Database:
     """A pool of connections to one PostgreSQL database whose schema is up to date."""
 
-    def __init__(self, pool: ConnectionPool, location: str, wait_seconds: float) -> None:
+    def __init__(self, pool: ConnectionPool, location: str) -> None:
         self._pool = pool
         self.location = location  # the URL without its password, for messages
-        self._wait_seconds = wait_seconds
 
     @classmethod
     def connect(
-        cls, url: str, *, pool_size: int = 10, wait_seconds: float = 5.0, connect_timeout: int = 5
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        wait_seconds: float = 5.0,
+        reconnect_seconds: float = 10.0,
+        connect_timeout: int = 5,
     ) -> Database:
         """Check that the database answers, bring its schema up to date, open the pool.
 
-        Raises DatabaseError with one line naming DATABASE_URL (never its password).
+        After an outage the pool retries with a doubling delay; `reconnect_seconds` caps
+        that series, and the next call starts a new one, so the bot is back within about
+        that long of the database. Raises DatabaseError with one line naming DATABASE_URL
+        (never its password).
         """
         location = describe(url)
         options = {"connect_timeout": connect_timeout, "application_name": "mood-bot"}
@@ -96,12 +104,13 @@ class Database:
             min_size=1,
             max_size=pool_size,
             timeout=wait_seconds,
+            reconnect_timeout=reconnect_seconds,
             check=ConnectionPool.check_connection,
             name="records",
             open=True,
         )
         log.info("Records and waiting captions are kept in %s", location)
-        return cls(pool, location, wait_seconds)
+        return cls(pool, location)
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
@@ -117,6 +126,12 @@ class Database:
 
     def close(self) -> None:
         self._pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def migrate(connection: psycopg.Connection) -> None:

@@ -44,11 +44,8 @@ def open_database(settings: Settings) -> Iterator[Database | None]:
     if not settings.database_url:
         yield None
         return
-    database = Database.connect(settings.database_url)
-    try:
+    with Database.connect(settings.database_url) as database:
         yield database
-    finally:
-        database.close()
 
 
 def records_store(settings: Settings, database: Database | None) -> RecordsStore:

@@ -9,6 +9,7 @@ hold test data only, and they start and answer faster without it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -16,10 +17,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 
+from core.errors import DatabaseError
+
+T = TypeVar("T")
 SERVER_USER = "postgres"
 _SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -122,6 +128,15 @@ class PostgresServer:
             raise PostgresUnavailable(
                 f"{program} failed ({result.returncode}): {result.stderr.strip()}\n{log}"
             )
+
+
+def once_it_answers(call: Callable[[], T], attempts: int = 30) -> T:
+    """`call()`'s result once the database is back: each failed try waits out the pool's
+    `wait_seconds` while it reconnects."""
+    for _ in range(attempts - 1):
+        with contextlib.suppress(DatabaseError):
+            return call()
+    return call()
 
 
 def _server_user() -> pwd.struct_passwd | None:
