@@ -3,8 +3,8 @@
 `main()` reads the settings, refuses to start without a token, opens the database of
 DATABASE_URL if there is one, loads both models once (or checks the remote ones), builds
 the `Application` and polls Telegram (or, with WEBHOOK_URL, serves a webhook) until
-SIGINT/SIGTERM. The handlers below are
-the bot's whole behaviour; each one lives in `bot.handlers`.
+SIGINT/SIGTERM. The handlers below are the bot's whole behaviour; each one lives in
+`bot.handlers`.
 """
 
 from __future__ import annotations
