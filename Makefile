@@ -15,6 +15,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.bench_records
+	$(BIN)/python -m bench.bench_store
 	$(BIN)/python -m bench.bench_models
 	$(BIN)/python -m bench.bench_startup
 

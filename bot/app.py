@@ -1,19 +1,23 @@
 """Mood bot: a photo (or a caption in words) plus a message in, a mood out.
 
-`main()` reads the settings, refuses to start without a token, loads both models once
-(or checks the remote ones), builds the `Application` and polls Telegram (or, with
-WEBHOOK_URL, serves a webhook) until SIGINT/SIGTERM. A Telegram that cannot be reached at
-start is tried again, with a warning each time, until it answers; a webhook address that
-cannot be listened on stops the bot with one line naming the setting. The handlers below are
-the bot's whole behaviour; each one lives in `bot.handlers`.
+`main()` reads the settings, refuses to start without a token, opens the database of
+DATABASE_URL if there is one, loads both models once (or checks the remote ones), builds the
+`Application` and polls Telegram (or, with WEBHOOK_URL, serves a webhook) until
+SIGINT/SIGTERM. A Telegram that cannot be reached at start is tried again, with a warning
+each time, until it answers; a webhook address that cannot be listened on stops the bot with
+one line naming the setting. The handlers below are the bot's whole behaviour; each one lives
+in `bot.handlers`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import sys
+import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 from telegram import BotCommand, Update
@@ -34,10 +38,12 @@ from bot.handlers import Deps
 from bot.inference import Inference
 from bot.ordering import PerPersonOrder
 from core.config import Settings
+from core.database import Database
 from core.errors import CoreError, RecordsError
 from core.pending import PendingCaptions
+from core.pending_postgres import PostgresPendingCaptions
 from core.ratelimit import RateLimit
-from core.records import RecordStore
+from core.store import RecordsStore, open_database, records_location, records_store
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +83,23 @@ RETRY_FOREVER = -1
 _CANNOT_LISTEN = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
 
 
+def stores(
+    settings: Settings, database: Database | None, clock: Callable[[], float] = time.time
+) -> tuple[RecordsStore, PendingCaptions | PostgresPendingCaptions]:
+    """The records and the waiting captions: in the database, or in their files."""
+    ttl = settings.pending_ttl_seconds
+    if database is None:
+        pending = PendingCaptions(ttl, clock=clock, path=settings.pending_path)
+    else:
+        pending = PostgresPendingCaptions(database, ttl, clock=clock)
+    return records_store(settings, database), pending
+
+
 def build_application(
-    settings: Settings, inference: Inference, pending: PendingCaptions | None = None
+    settings: Settings,
+    inference: Inference,
+    records: RecordsStore,
+    pending: PendingCaptions | PostgresPendingCaptions,
 ) -> Application:
     builder = (
         ApplicationBuilder()
@@ -96,9 +117,8 @@ def build_application(
     limits = settings.limits
     application.bot_data["deps"] = Deps(
         inference=inference,
-        store=RecordStore(settings.records_path),
-        pending=pending
-        or PendingCaptions(settings.pending_ttl_seconds, path=settings.pending_path),
+        store=records,
+        pending=pending,
         rate=RateLimit(limits.jobs_per_minute),
         allowed_chat_ids=limits.allowed_chat_ids,
         timezone=settings.timezone,
@@ -131,16 +151,20 @@ def build_application(
 
 
 def main() -> None:
-    try:
-        settings = Settings.from_env()
-        if not settings.telegram_bot_token:
-            sys.exit(NO_TOKEN)
-        settings.configure_logging()
-        inference = Inference.start(settings)
-    except CoreError as error:
-        sys.exit(f"error: {error}")
-    log.info("Records go to %s", settings.records_path.resolve())
-    run(build_application(settings, inference), settings)
+    with contextlib.ExitStack() as resources:
+        try:
+            settings = Settings.from_env()
+            if not settings.telegram_bot_token:
+                sys.exit(NO_TOKEN)
+            settings.configure_logging()
+            # Before the models: a database that is down stops the bot in a second, not a minute.
+            database = resources.enter_context(open_database(settings))
+            inference = Inference.start(settings)
+        except CoreError as error:
+            sys.exit(f"error: {error}")
+        log.info("Records go to %s", records_location(settings))
+        records, pending = stores(settings, database)
+        run(build_application(settings, inference, records, pending), settings)
 
 
 def run(application: Application, settings: Settings) -> None:

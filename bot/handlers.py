@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from telegram import Bot, Chat, Document, ForceReply, Message, PhotoSize, Sticker, Update
 from telegram.constants import ChatAction
@@ -25,10 +26,11 @@ from bot import replies
 from bot.errors import Refusal
 from bot.inference import Inference
 from core.errors import CoreError, RecordsError
-from core.pending import Lookup, PendingCaptions
+from core.pending import Lookup, Pending, PendingCaptions
+from core.pending_postgres import PostgresPendingCaptions
 from core.pipeline import IMAGE, MANUAL
 from core.ratelimit import RateLimit
-from core.records import RecordStore
+from core.store import RecordsStore
 from core.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -36,13 +38,14 @@ log = logging.getLogger(__name__)
 TELEGRAM_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 HISTORY_DEFAULT, HISTORY_MAX = 5, 20
 _ANALYZE = re.compile(r"/analyze(?:@(?P<bot>\w+))?(?=\s|$)(?P<rest>.*)", re.DOTALL | re.IGNORECASE)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Deps:
     inference: Inference
-    store: RecordStore
-    pending: PendingCaptions
+    store: RecordsStore
+    pending: PendingCaptions | PostgresPendingCaptions
     rate: RateLimit
     allowed_chat_ids: frozenset[int] | None = None
     timezone: str = "UTC"  # where /stats days begin and end
@@ -73,7 +76,8 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
 
 async def cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/cancel: forget this person's waiting caption in this chat."""
-    dropped = deps(context).pending.drop(update.effective_chat.id, update.effective_user.id)
+    pending = deps(context).pending
+    dropped = await _waiting(pending.drop, update.effective_chat.id, update.effective_user.id)
     await update.effective_message.reply_html(
         replies.CANCELLED if dropped else replies.NOTHING_PENDING
     )
@@ -139,10 +143,10 @@ async def text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     in_group = _in_group(chat)
     if in_group and not _replies_to_bot(message, context.bot):
         return
-    waiting = deps(context).pending.take(chat.id, user.id)
+    waiting = await _waiting(deps(context).pending.take, chat.id, user.id)
     if waiting is Lookup.EXPIRED:
         await message.reply_html(replies.expired(deps(context).pending.ttl_seconds))
-    elif waiting is not Lookup.NONE:
+    elif isinstance(waiting, Pending):
         await _finish(update, context, waiting.caption, message.text, waiting.caption_source)
     elif not in_group:
         await _wait_for_text(update, context, message.text, MANUAL)
@@ -202,8 +206,13 @@ async def _wait_for_text(
         if in_group
         else None,
     )
-    deps(context).pending.put(
-        update.effective_chat.id, update.effective_user.id, caption, source, prompt.message_id
+    await _waiting(
+        deps(context).pending.put,
+        update.effective_chat.id,
+        update.effective_user.id,
+        caption,
+        source,
+        prompt.message_id,
     )
 
 
@@ -214,12 +223,24 @@ async def _finish(
     chat, user = update.effective_chat, update.effective_user
     async with _job(update, context):
         analysis = await deps(context).inference.classify(caption, text, source)
+    answer = replies.result(analysis)
     try:
         record = analysis.to_record(chat_id=chat.id, user_id=user.id)
         await asyncio.to_thread(deps(context).store.append, record)
     except RecordsError as error:
         log.error("RECORD NOT SAVED for chat %s: %s", chat.id, error, exc_info=True)
-    await update.effective_message.reply_html(replies.result(analysis))
+        answer += "\n\n" + replies.NOT_SAVED
+    await update.effective_message.reply_html(answer)
+
+
+async def _waiting(call: Callable[..., T], *args: object) -> T:
+    """Waiting captions may live in a database: the call runs off the event loop, and a
+    database that is down becomes a "try again" for the person and an error in the log."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except RecordsError as error:
+        log.error("Waiting captions unavailable: %s", error)
+        raise Refusal(replies.TRY_AGAIN) from None
 
 
 @contextlib.asynccontextmanager

@@ -79,6 +79,9 @@ FORGET_NOT_YOURS = "Only the person who asked can answer this."
 FORGET_CANCELLED = "Cancelled: nothing was deleted."
 FORGET_UNAVAILABLE = "Your results can't be deleted right now. Please try again later."
 
+NOT_SAVED = "⚠️ This result could not be saved to /history right now."
+TRY_AGAIN = "I can't keep track of your caption right now. Please try again in a minute."
+
 
 def mood(sentiment: Sentiment) -> str:
     """A label from the model's config, or from a hand-edited records file: kept short."""

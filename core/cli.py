@@ -4,6 +4,9 @@ How a person tries the models, and how an operator checks a deployment.
 `python -m core export [--chat ID] [--out PATH]` writes records as a spreadsheet-safe CSV.
 `python -m core forget --user ID [--chat ID]` deletes a person's records, for an operator
 answering a deletion request; the bot may keep running meanwhile.
+
+`python -m core import-csv PATH` loads a records file into the database of DATABASE_URL.
+Each reads and writes the store the settings choose: RECORDS_PATH, or DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from core.export import export_csv, write_csv
 from core.images import MAX_FILE_BYTES, load_image
 from core.pipeline import Analysis, Pipeline
 from core.records import RecordStore
+from core.records_postgres import PostgresRecordStore
 from core.sentiment_base import Sentiment
+from core.store import open_database, open_records, records_location
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     forget = commands.add_parser("forget", help="delete every record of one person")
     forget.add_argument("--user", type=int, required=True, help="the person's Telegram user id")
     forget.add_argument("--chat", type=int, help="only in this chat (default: every chat)")
+
+    load = commands.add_parser(
+        "import-csv", help="load a records file into DATABASE_URL; run twice, adds nothing twice"
+    )
+    load.add_argument("path", type=Path, help="a records file (RECORDS_PATH's format)")
     return parser
 
 
@@ -53,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = _export(args.chat, args.out)
         elif args.command == "forget":
             status = _forget(args.user, args.chat)
+        elif args.command == "import-csv":
+            status = _import_csv(args.path)
         else:
             status = _analyze(args)
         sys.stdout.flush()
@@ -74,11 +86,12 @@ def _analyze(args: argparse.Namespace) -> int:
             args.text, image=image, caption=args.caption
         )
         if not args.no_record:
-            RecordStore(settings.records_path).append(analysis.to_record())
+            with open_records(settings) as store:
+                store.append(analysis.to_record())
     except CoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    recorded = None if args.no_record else str(settings.records_path)
+    recorded = None if args.no_record else records_location(settings)
     if args.json:
         print(json.dumps(_as_json(analysis, recorded), ensure_ascii=False))
     else:
@@ -90,11 +103,11 @@ def _export(chat_id: int | None, out: Path | None) -> int:
     try:
         settings = Settings.from_env()
         settings.configure_logging()
-        store = RecordStore(settings.records_path)
-        if out is None:
-            count = write_csv(store.records(chat_id), sys.stdout)
-        else:
-            count = export_csv(store, out, chat_id)
+        with open_records(settings) as store:
+            if out is None:
+                count = write_csv(store.records(chat_id), sys.stdout)
+            else:
+                count = export_csv(store, out, chat_id)
     except CoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -102,17 +115,43 @@ def _export(chat_id: int | None, out: Path | None) -> int:
     return 0
 
 
+def _import_csv(path: Path) -> int:
+    try:
+        settings = Settings.from_env()
+        settings.configure_logging()
+        if not settings.database_url:
+            raise CoreError(
+                "import-csv loads records into a database: set DATABASE_URL=postgresql://…"
+            )
+        if not path.is_file():
+            raise CoreError(f"Cannot read {path}: there is no such file.")
+        with open_database(settings) as database:
+            store = PostgresRecordStore(database)
+            imported = store.import_records(RecordStore(path).records())
+    except CoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    skipped = f", {imported.skipped} skipped (see the log)" if imported.skipped else ""
+    print(
+        f"Imported {imported.added} new records of {imported.read} in {path} into "
+        f"{store.location} ({imported.read - imported.added - imported.skipped} were "
+        f"already there{skipped})"
+    )
+    return 0
+
+
 def _forget(user_id: int, chat_id: int | None) -> int:
     try:
         settings = Settings.from_env()
         settings.configure_logging()
-        store = RecordStore(settings.records_path)
-        count = store.forget(user_id, chat_id)
+        with open_records(settings) as store:
+            count = store.forget(user_id, chat_id)
     except CoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     where = "every chat" if chat_id is None else f"chat {chat_id}"
-    print(f"Deleted {count} records of user {user_id} in {where} from {store.path}")
+    location = records_location(settings)
+    print(f"Deleted {count} records of user {user_id} in {where} from {location}")
     return 0
 
 

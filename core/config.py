@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import dotenv_values
@@ -64,6 +64,8 @@ class Settings:
     caption_model: str = DEFAULT_CAPTION_MODEL
     sentiment_model: str = DEFAULT_SENTIMENT_MODEL
     records_path: Path = Path("records.csv")
+    # postgresql://…: records and waiting captions in PostgreSQL (core.database); empty: files.
+    database_url: str = field(default="", repr=False)
     model_precision: str = "auto"
     # Per model; CAPTION_PRECISION / SENTIMENT_PRECISION left empty follow MODEL_PRECISION.
     caption_precision: str = "auto"
@@ -121,6 +123,7 @@ class Settings:
             caption_model=read.text("CAPTION_MODEL", DEFAULT_CAPTION_MODEL, required=True),
             sentiment_model=read.text("SENTIMENT_MODEL", DEFAULT_SENTIMENT_MODEL, required=True),
             records_path=Path(read.text("RECORDS_PATH", "records.csv", required=True)),
+            database_url=read.database_url(),
             model_precision=precision,
             caption_precision=read.choice("CAPTION_PRECISION", precision, PRECISIONS),
             sentiment_precision=read.choice("SENTIMENT_PRECISION", precision, PRECISIONS),
@@ -185,8 +188,12 @@ class Settings:
 
     def configure_logging(self) -> None:
         """Called once by each entry point, before anything could log a secret."""
-        secrets = [self.telegram_bot_token, self.hf_token or "", self.webhook_secret_token]
-        configure_logging(self.log_level, secrets=secrets)
+        configure_logging(self.log_level, secrets=self.log_secrets())
+
+    def log_secrets(self) -> list[str]:
+        """What no log line may show: tokens, and the database password."""
+        tokens = [self.telegram_bot_token, self.hf_token or "", self.webhook_secret_token]
+        return [*tokens, *_url_passwords(self.database_url)]
 
 
 class _Reader:
@@ -236,6 +243,16 @@ class _Reader:
                 "use an IP address or a host name this machine can resolve."
             )
         return listen
+
+    def database_url(self) -> str:
+        """Never echoed back: the URL usually carries a password."""
+        url = self.text("DATABASE_URL", "")
+        if url and urlparse(url).scheme not in ("postgresql", "postgres"):
+            raise ConfigError(
+                "DATABASE_URL is not accepted: use postgresql://user:password@host:5432/dbname, "
+                "or leave it empty to keep the records in RECORDS_PATH."
+            )
+        return url
 
     def webhook_secret(self, webhook_url: str) -> str:
         """Telegram sends it in X-Telegram-Bot-Api-Secret-Token; without it anyone could post."""
@@ -309,6 +326,12 @@ def _time_zone(raw: str) -> str:
     except (ZoneInfoNotFoundError, ValueError, OSError) as error:
         raise ValueError(raw) from error
     return raw
+
+
+def _url_passwords(url: str) -> list[str]:
+    """The password of a URL as written and decoded, for the log to hide."""
+    password = urlparse(url).password if url else None
+    return [password, unquote(password)] if password else []
 
 
 def _https_url(raw: str) -> str:

@@ -24,6 +24,14 @@ class RecordsError(CoreError):
     """The records file cannot be read or written."""
 
 
+class DatabaseError(RecordsError):
+    """The PostgreSQL database of DATABASE_URL cannot be reached, or refused the bot's work.
+
+    A RecordsError, so whatever copes with an unwritable records file copes with it too;
+    waiting captions in the database fail with it as well.
+    """
+
+
 class BadTextError(CoreError):
     """The text (or typed caption) is empty once whitespace is removed."""
 

@@ -33,10 +33,13 @@ import unicodedata
 from collections.abc import Iterable
 from datetime import UTC
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from core.errors import CoreError
-from core.records import COLUMNS, Record, RecordStore
+from core.records import COLUMNS, Record
+
+if TYPE_CHECKING:
+    from core.store import RecordsStore
 
 FORMULA_STARTS = frozenset("=+-@\t\r\n\x00＝＋－＠")
 
@@ -89,12 +92,12 @@ def csv_bytes(records: Iterable[Record]) -> tuple[bytes, int]:
     return out.getvalue().encode("utf-8-sig"), count
 
 
-def export_csv(store: RecordStore, out: Path, chat_id: int | None = None) -> int:
+def export_csv(store: RecordsStore, out: Path, chat_id: int | None = None) -> int:
     """Write the records of `chat_id` (or of every chat) to the file `out`; return the count.
 
     A symlink is followed: the file it names is replaced, the link kept. Anything but a
     regular file (a device, a pipe, a folder) is refused, never replaced: standard output
-    is the way to a pipe. Raises RecordsError when the records file cannot be read,
+    is the way to a pipe. Raises RecordsError when the records cannot be read,
     CoreError when `out` cannot be written; `out` is then left as it was.
     """
     target = Path(os.path.realpath(out))

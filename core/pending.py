@@ -3,7 +3,8 @@
 In a group several members can be mid-flow at once, so the key is (chat, user), never the
 chat alone. An expired caption is kept until it is asked for, so the person can be told.
 With a path, the captions are saved on every change, so a restart or a deploy between a
-photo and its text loses nothing.
+photo and its text loses nothing. With DATABASE_URL they live in PostgreSQL instead
+(core.pending_postgres), with the same methods and the same expiry rules below.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ class Pending:
 class Lookup(Enum):
     NONE = "none"
     EXPIRED = "expired"
+
+
+def is_expired(pending: Pending, ttl_seconds: float, now: float) -> bool:
+    return now - pending.created_at > ttl_seconds
+
+
+def forget_before(ttl_seconds: float, now: float) -> float:
+    """Expired captions are kept a day (to tell their owner), not forever."""
+    return now - max(2 * ttl_seconds, 24 * 3600)
 
 
 class PendingCaptions:
@@ -83,11 +93,10 @@ class PendingCaptions:
         return isinstance(self.take(chat_id, user_id), Pending)
 
     def _expired(self, pending: Pending) -> bool:
-        return self._clock() - pending.created_at > self.ttl_seconds
+        return is_expired(pending, self.ttl_seconds, self._clock())
 
     def _forget_long_expired(self) -> None:
-        """Expired captions are kept a day (to tell their owner), not forever."""
-        horizon = self._clock() - max(2 * self.ttl_seconds, 24 * 3600)
+        horizon = forget_before(self.ttl_seconds, self._clock())
         for key in [key for key, p in self._items.items() if p.created_at < horizon]:
             del self._items[key]
 

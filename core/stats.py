@@ -26,7 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from core.records import RecordStore
+from core.store import RecordsStore
 
 LABELS = ("positive", "neutral", "negative")
 COLOURS = {"positive": "#4caf50", "neutral": "#b0bec5", "negative": "#e53935"}
@@ -54,7 +54,7 @@ class ChatStats:
 
 
 def chat_stats(
-    store: RecordStore,
+    store: RecordsStore,
     chat_id: int,
     days: int | None,
     timezone: str,

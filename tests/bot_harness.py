@@ -10,11 +10,12 @@ from pathlib import Path
 
 from telegram.ext import Application
 
-from bot.app import ALLOWED_UPDATES, build_application
+from bot.app import ALLOWED_UPDATES, build_application, stores
 from bot.inference import Inference
 from core.config import Settings
-from core.pending import PendingCaptions
+from core.database import Database
 from core.pipeline import Pipeline
+from core.store import RecordsStore
 from tests.fake_botapi import FakeBotApi
 
 
@@ -34,6 +35,7 @@ class RunningBot:
     application: Application
     records_path: Path
     clock: Clock
+    store: RecordsStore  # the records file, or the database
 
     def rows(self) -> list[dict[str, str]]:
         if not self.records_path.exists():
@@ -63,17 +65,19 @@ async def running_bot(
     settings: Settings,
     pipeline: Pipeline | None = None,
     allowed_updates: list[str] | None = None,
+    database: Database | None = None,
 ) -> AsyncIterator[RunningBot]:
-    """`allowed_updates` as `main()` asks for them, unless a test asks Telegram for more."""
+    """`allowed_updates` as `main()` asks for them, unless a test asks Telegram for more.
+    With `database`, records and waiting captions go there, as with DATABASE_URL."""
     clock = Clock()
-    pending = PendingCaptions(settings.pending_ttl_seconds, clock=clock, path=settings.pending_path)
+    records, pending = stores(settings, database, clock)
     inference = Inference(
         pipeline or Pipeline.from_settings(settings),
         settings.limits.max_queued_jobs,
         batch_window_ms=settings.batch_window_ms,  # as Inference.start does
         max_batch=settings.max_batch,
     )
-    application = build_application(settings, inference, pending)
+    application = build_application(settings, inference, records, pending)
     async with application:
         await application.post_init(application)  # as run_polling does
         await application.start()
@@ -81,7 +85,7 @@ async def running_bot(
             poll_interval=0, timeout=1, allowed_updates=allowed_updates or ALLOWED_UPDATES
         )
         try:
-            yield RunningBot(api, application, settings.records_path, clock)
+            yield RunningBot(api, application, settings.records_path, clock, records)
         finally:
             if application.updater.running:
                 await application.updater.stop()

@@ -7,6 +7,9 @@ reach the Hub then fails at once instead of hanging on the network.
 Compiled sentiment layers (`core.accel.sentiment_compiled`) are kept in the session's own folder,
 never in the user's cache: the tiny model is compiled once there, and every bot test that
 runs it in bf16 loads that package, as a restarted bot would.
+
+A real PostgreSQL server (tests/postgres_server.py) starts on first use and serves the
+whole session; each test that asks for `database_url` gets a new, empty database on it.
 """
 
 import os
@@ -16,7 +19,9 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest
 
+from core.database import Database
 from tests.fake_botapi import FakeBotApi
+from tests.postgres_server import PostgresServer, PostgresUnavailable
 from tests.tiny_models import TinyModels, build_tiny_blip, build_tiny_roberta
 
 
@@ -55,3 +60,30 @@ def ann(api):
 @pytest.fixture
 def bob(api):
     return api.user(2, "Bob")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Skipped where PostgreSQL cannot run, except in CI (CI=true), where that fails."""
+    try:
+        with PostgresServer() as server:
+            yield server
+    except PostgresUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {error}")
+        pytest.skip(str(error))
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer):
+    url = postgres_server.create_database()
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture
+def database(database_url: str):
+    """The test's database, schema created, as `DATABASE_URL` gives it to the bot."""
+    database = Database.connect(database_url)
+    yield database
+    database.close()

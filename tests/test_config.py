@@ -1,9 +1,11 @@
+import logging
 from pathlib import Path
 
 import pytest
 
 from core.config import DEFAULT_CAPTION_MODEL, DEFAULT_SENTIMENT_MODEL, Settings
 from core.errors import ConfigError
+from core.logs import Redact
 
 
 def settings(**env: str) -> Settings:
@@ -210,3 +212,21 @@ def test_a_time_zone_that_is_not_an_iana_name_is_refused_in_one_line(name):
     assert str(refused.value) == (
         f"TIMEZONE={name!r} is not accepted: use an IANA time zone name such as Europe/Berlin."
     )
+
+
+def test_database_url_is_kept_out_of_the_repr_and_a_bad_one_is_not_echoed():
+    s = settings(DATABASE_URL="postgresql://bot:pa%2Fss@db.internal:5432/moods")
+    assert s.database_url == "postgresql://bot:pa%2Fss@db.internal:5432/moods"
+    assert "pa%2Fss" not in repr(s) and settings().database_url == ""
+    with pytest.raises(ConfigError) as raised:
+        settings(DATABASE_URL="mysql://bot:SECRET@db/moods")
+    assert str(raised.value).startswith("DATABASE_URL is not accepted: use postgresql://")
+    assert "SECRET" not in str(raised.value)
+
+
+def test_the_database_password_is_scrubbed_from_the_log(caplog):
+    s = settings(DATABASE_URL="postgresql://bot:pa%2Fss@db.internal/moods")
+    caplog.handler.addFilter(Redact(s.log_secrets()))
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("x").info("connecting to %s with pa/ss", s.database_url)
+    assert "pa%2Fss" not in caplog.text and "pa/ss" not in caplog.text
