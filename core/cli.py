@@ -2,11 +2,13 @@
 
 How a person tries the models, and how an operator checks a deployment.
 `python -m core export [--chat ID] [--out PATH]` writes records as a spreadsheet-safe CSV.
+`python -m core serve [--address auto]` serves both models on Ray Serve (`core.serve`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -34,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write records as a spreadsheet-safe CSV")
     export.add_argument("--chat", type=int, help="only this chat's records (default: all)")
     export.add_argument("--out", type=Path, help="file to write (default: standard output)")
+    serve = commands.add_parser(
+        "serve", help="serve both models on Ray Serve, as Inference Endpoints (the serve extra)"
+    )
+    serve.add_argument(
+        "--address",
+        help="Ray cluster to join: auto (the one `ray start` runs on this machine) or "
+        "ray://HOST:10001; default: a Ray of this command's own",
+    )
     return parser
 
 
@@ -41,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "export":
         return _export(args.chat, args.out)
+    if args.command == "serve":
+        return _serve(args.address)
     try:
         settings = Settings.from_env()
         settings.configure_logging()
@@ -74,6 +86,21 @@ def _export(chat_id: int | None, out: Path | None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Exported {count} records to {out or 'standard output'}", file=sys.stderr)
+    return 0
+
+
+def _serve(address: str | None) -> int:
+    try:
+        settings = Settings.from_env()
+        settings.configure_logging()
+        if importlib.util.find_spec("ray") is None:
+            raise CoreError("Ray is not installed: pip install -e '.[serve]'.")
+        from core.serve import serve_forever  # Ray: only for this command
+
+        serve_forever(settings, address)
+    except CoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
