@@ -79,13 +79,16 @@ def served(tiny_models) -> Iterator[Served]:
     settings = local_settings(tiny_models, SERVE_PORT=str(port), **BATCHING)
     # Short: Ray's socket paths must fit in 107 bytes.
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir)
-    try:
-        yield Served(settings, deploy(settings), f"http://127.0.0.1:{port}")
-    finally:
-        serve.shutdown()
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    with pytest.MonkeyPatch.context() as patch:
+        # A cluster on loopback for this module: no token to write into ~/.ray.
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir)
+        try:
+            yield Served(settings, deploy(settings), f"http://127.0.0.1:{port}")
+        finally:
+            serve.shutdown()
+            ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture
