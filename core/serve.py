@@ -55,7 +55,9 @@ M = TypeVar("M", bound=Callable[[list[Any]], list[Any]])
 CAPTION, SENTIMENT = "caption", "sentiment"
 # As Telegram lets a bot download: more is not a photo anyone sent.
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# The decorators' values until each replica sets its own (`_batch_as`).
 _DEFAULTS = Settings()
+_WINDOW_S = _DEFAULTS.batch_window_ms / 1000
 
 
 class BadRequest(Exception):
@@ -105,7 +107,7 @@ class CaptionDeployment:
             return _error(500, "The caption model failed, try again later.")
         return JSONResponse([{"generated_text": caption}])
 
-    @serve.batch(max_batch_size=_DEFAULTS.max_batch, batch_wait_timeout_s=0.02)
+    @serve.batch(max_batch_size=_DEFAULTS.max_batch, batch_wait_timeout_s=_WINDOW_S)
     async def caption_batch(self, images: list[Image.Image]) -> list[str]:
         return await self._model(images)
 
@@ -135,7 +137,7 @@ class SentimentDeployment:
             return _error(500, "The sentiment model failed, try again later.")
         return JSONResponse([_ranked(sentiment)[:top_k] for sentiment in sentiments])
 
-    @serve.batch(max_batch_size=_DEFAULTS.max_batch, batch_wait_timeout_s=0.02)
+    @serve.batch(max_batch_size=_DEFAULTS.max_batch, batch_wait_timeout_s=_WINDOW_S)
     async def classify_batch(self, texts: list[str]) -> list[Sentiment]:
         return await self._model(texts)
 
