@@ -180,7 +180,10 @@ def deploy(settings: Settings) -> dict[str, DeploymentHandle]:
         try:
             handles[name] = serve.run(app, name=name, route_prefix=f"/{name}")
         except RuntimeError as error:  # its replicas could not start: a model that fails to load
-            raise CoreError(f"Ray Serve could not start the {name} deployment: {error}") from None
+            raise CoreError(
+                f"Ray Serve could not start the {name} deployment ({error}); its replica's "
+                "error, e.g. a model that cannot be loaded, is in the log above."
+            ) from None
     return handles
 
 
