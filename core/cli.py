@@ -7,11 +7,14 @@ answering a deletion request; the bot may keep running meanwhile.
 
 `python -m core import-csv PATH` loads a records file into the database of DATABASE_URL.
 Each reads and writes the store the settings choose: RECORDS_PATH, or DATABASE_URL.
+
+`python -m core serve [--address auto]` serves both models on Ray Serve (`core.serve`).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -53,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
         "import-csv", help="load a records file into DATABASE_URL; run twice, adds nothing twice"
     )
     load.add_argument("path", type=Path, help="a records file (RECORDS_PATH's format)")
+
+    serve = commands.add_parser(
+        "serve", help="serve both models on Ray Serve, as Inference Endpoints (the serve extra)"
+    )
+    serve.add_argument(
+        "--address",
+        help="Ray cluster to join: auto (the one `ray start` runs on this machine) or "
+        "ray://HOST:10001; default: a Ray of this command's own",
+    )
     return parser
 
 
@@ -65,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             status = _forget(args.user, args.chat)
         elif args.command == "import-csv":
             status = _import_csv(args.path)
+        elif args.command == "serve":
+            status = _serve(args.address)
         else:
             status = _analyze(args)
         sys.stdout.flush()
@@ -112,6 +126,21 @@ def _export(chat_id: int | None, out: Path | None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Exported {count} records to {out or 'standard output'}", file=sys.stderr)
+    return 0
+
+
+def _serve(address: str | None) -> int:
+    try:
+        settings = Settings.from_env()
+        settings.configure_logging()
+        if importlib.util.find_spec("ray") is None:
+            raise CoreError("Ray is not installed: pip install -e '.[serve]'.")
+        from core.serve import serve_forever  # Ray: only for this command
+
+        serve_forever(settings, address)
+    except CoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -58,6 +58,20 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """`python -m core serve`: the models as Ray Serve deployments (`core.serve`)."""
+
+    host: str = "127.0.0.1"  # 0.0.0.0 to take requests from other machines
+    port: int = 8000
+    caption_replicas: int = 1
+    sentiment_replicas: int = 1
+    # Each replica reserves these; Ray also gives torch floor(cpus) threads in it.
+    replica_cpus: float = 1.0
+    # Used only where the cluster has GPUs: two replicas at 0.5 share one.
+    replica_gpus: float = 0.5
+
+
+@dataclass(frozen=True)
 class Settings:
     telegram_bot_token: str = field(default="", repr=False)
     telegram_api_base_url: str = ""
@@ -100,6 +114,8 @@ class Settings:
     webhook_secret_token: str = field(default="", repr=False)
     # IANA time zone whose midnights split /stats into days.
     timezone: str = "UTC"
+
+    serving: ServeSettings = ServeSettings()
 
     @classmethod
     def from_env(
@@ -183,6 +199,24 @@ class Settings:
             webhook_secret_token=read.webhook_secret(webhook_url),
             timezone=read.parse(
                 "TIMEZONE", "UTC", _time_zone, "an IANA time zone name such as Europe/Berlin"
+            ),
+            serving=ServeSettings(
+                host=read.text("SERVE_HOST", "127.0.0.1", required=True),
+                port=read.parse(
+                    "SERVE_PORT", 8000, _int_in(1, 65535), "a port number from 1 to 65535"
+                ),
+                caption_replicas=read.parse(
+                    "SERVE_CAPTION_REPLICAS", 1, _int_in(1, 256), "a whole number from 1 to 256"
+                ),
+                sentiment_replicas=read.parse(
+                    "SERVE_SENTIMENT_REPLICAS", 1, _int_in(1, 256), "a whole number from 1 to 256"
+                ),
+                replica_cpus=read.parse(
+                    "SERVE_REPLICA_CPUS", 1.0, _float_in(0.1, 256), "a number from 0.1 to 256"
+                ),
+                replica_gpus=read.parse(
+                    "SERVE_REPLICA_GPUS", 0.5, _float_in(0, 8), "a number from 0 to 8"
+                ),
             ),
         )
 

@@ -230,3 +230,37 @@ def test_the_database_password_is_scrubbed_from_the_log(caplog):
     with caplog.at_level(logging.INFO):
         logging.getLogger("x").info("connecting to %s with pa/ss", s.database_url)
     assert "pa%2Fss" not in caplog.text and "pa/ss" not in caplog.text
+
+
+def test_ray_serve_is_local_with_one_replica_each_unless_set():
+    s = settings()
+    assert (s.serving.host, s.serving.port) == ("127.0.0.1", 8000)
+    assert (s.serving.caption_replicas, s.serving.sentiment_replicas) == (1, 1)
+    assert (s.serving.replica_cpus, s.serving.replica_gpus) == (1.0, 0.5)
+    s = settings(
+        SERVE_HOST="0.0.0.0",
+        SERVE_PORT="9000",
+        SERVE_CAPTION_REPLICAS="4",
+        SERVE_SENTIMENT_REPLICAS="2",
+        SERVE_REPLICA_CPUS="2",
+        SERVE_REPLICA_GPUS="0.25",
+    )
+    assert (s.serving.host, s.serving.port) == ("0.0.0.0", 9000)
+    assert (s.serving.caption_replicas, s.serving.sentiment_replicas) == (4, 2)
+    assert (s.serving.replica_cpus, s.serving.replica_gpus) == (2.0, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SERVE_PORT": "80000"}, r"SERVE_PORT='80000' is not accepted: use a port number"),
+        ({"SERVE_CAPTION_REPLICAS": "0"}, r"SERVE_CAPTION_REPLICAS='0' is not accepted"),
+        ({"SERVE_SENTIMENT_REPLICAS": "two"}, r"SERVE_SENTIMENT_REPLICAS='two' is not accepted"),
+        ({"SERVE_REPLICA_CPUS": "0"}, r"SERVE_REPLICA_CPUS='0' is not accepted: use a number"),
+        ({"SERVE_REPLICA_GPUS": "-1"}, r"SERVE_REPLICA_GPUS='-1' is not accepted"),
+        ({"SERVE_HOST": " "}, r"SERVE_HOST is empty"),
+    ],
+)
+def test_bad_serve_settings_name_the_variable(env, message):
+    with pytest.raises(ConfigError, match=message):
+        settings(**env)

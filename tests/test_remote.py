@@ -344,7 +344,7 @@ from core.pipeline import Pipeline
 import bot.app  # everything `python -m bot` imports
 settings = Settings.from_env(dotenv_path=None)
 pipeline = Pipeline.from_settings(settings)
-print(json.dumps({name: name in sys.modules for name in ("torch", "transformers")}))
+print(json.dumps({name: name in sys.modules for name in ("torch", "transformers", "ray")}))
 """
     env = {
         **child_env(drop=("HF_", "TRANSFORMERS_")),
@@ -359,7 +359,7 @@ print(json.dumps({name: name in sys.modules for name in ("torch", "transformers"
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"torch": False, "transformers": False}
+    assert json.loads(done.stdout) == {"torch": False, "transformers": False, "ray": False}
     assert len(server.seen("caption")) == len(server.seen("sentiment")) == 1  # the checks
 
 
