@@ -21,6 +21,7 @@ from PIL import Image
 from core.combine import combine
 from core.config import API, GenerationSettings, Settings
 from core.errors import BadImageError, BadTextError
+from core.hub import require_hub
 from core.images import load_image
 from core.records import Record
 from core.sentiment_base import Sentiment
@@ -209,6 +210,7 @@ def _texts(caption: str, text: str) -> tuple[str, str, str]:
 def _captioner(
     name: str, generation: GenerationSettings, token: str | None, precision: str
 ) -> CaptionModel:
+    require_hub(name, "CAPTION_MODEL")  # before the heavy imports, when the hub cannot help
     from core.captioner import Captioner  # torch and transformers: local backend only
 
     return Captioner.from_pretrained(name, generation=generation, token=token, precision=precision)
@@ -218,6 +220,7 @@ def _captioner(
 def _classifier(
     name: str, token: str | None, precision: str, compile_dir: Path | None
 ) -> SentimentModel:
+    require_hub(name, "SENTIMENT_MODEL")
     from core.sentiment import SentimentClassifier  # torch and transformers: local backend only
 
     return SentimentClassifier.from_pretrained(
