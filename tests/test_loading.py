@@ -202,3 +202,13 @@ def test_a_first_start_without_the_hub_says_so_in_one_line_within_seconds(silent
     assert f"'{DEFAULT_CAPTION_MODEL}' (CAPTION_MODEL)" in lines[0]
     assert "did not answer" in lines[0] and "Fix:" in lines[0]
     assert elapsed < 15, f"gave up after {elapsed:.1f} s"
+
+
+def test_a_hub_that_answers_is_asked_for_the_model_itself(hub, tmp_path):
+    """The quick check lets the download go ahead: it is the download that reports a 404."""
+    result = analyze_online(tmp_path / "empty-cache", hub, tmp_path)
+    assert result.returncode == 2
+    assert f"Could not load the model '{DEFAULT_CAPTION_MODEL}' (CAPTION_MODEL)" in result.stderr
+    assert "did not answer" not in result.stderr
+    asked = [path for path in hub.paths if DEFAULT_CAPTION_MODEL in path]
+    assert len(asked) > 1, asked  # the check's one request, then the loader's
