@@ -6,14 +6,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import torch
-from huggingface_hub import try_to_load_from_cache
 from torch import nn
 
 from core.errors import ModelLoadError
+from core.hub import in_hub_cache, reach_hub
 from core.precision import LOAD_DTYPES, Hardware
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,8 @@ def load_pretrained(
 
     A hub model already in the Hugging Face cache loads from there without asking the hub
     for a newer copy: while the hub could not be reached, huggingface_hub retried each file
-    five times, and a start took 7 minutes. What the cache lacks is still downloaded.
+    five times, and a start took 7 minutes. What the cache lacks is still downloaded, once the
+    hub has answered a first request within a few seconds.
 
     `adapters`: the loader is a model's, which also looks for a PEFT adapter where peft is
     installed. transformers 5's Auto classes do not pass `local_files_only` on to that lookup,
@@ -50,6 +50,7 @@ def load_pretrained(
                 return loader(name_or_path, token=token, **cached_only, **kwargs)
             except OSError as error:
                 log.info("%s is not all in the cache (%s); asking the hub", name_or_path, error)
+        reach_hub(name_or_path, variable)
         return loader(name_or_path, token=token, **kwargs)
     except (OSError, ValueError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -58,16 +59,6 @@ def load_pretrained(
             f"Fix: run once with network access so it is saved in the Hugging Face cache, "
             f"or set {variable} to a local folder made with save_pretrained()."
         ) from None
-
-
-def in_hub_cache(name_or_path: str) -> bool:
-    """A hub id (not a folder here) whose config is in the Hugging Face cache."""
-    if Path(name_or_path).is_dir():
-        return False
-    try:
-        return isinstance(try_to_load_from_cache(name_or_path, "config.json"), str)
-    except ValueError:  # not a valid hub id either: the load will say so
-        return False
 
 
 def load_weights(

@@ -21,6 +21,7 @@ from PIL import Image
 from core.combine import combine
 from core.config import API, GenerationSettings, Settings
 from core.errors import BadImageError, BadTextError
+from core.hub import require_hub
 from core.images import load_image
 from core.records import Record
 from core.sentiment_base import Sentiment
@@ -243,6 +244,7 @@ def _captioner(
     precision: str,
     acceleration: _Acceleration,
 ) -> CaptionModel:
+    require_hub(name, "CAPTION_MODEL")  # before the heavy imports, when the hub cannot help
     from core.captioner import Captioner  # torch and transformers: local backend only
 
     return Captioner.from_pretrained(
@@ -263,6 +265,7 @@ def _classifier(
     compile_dir: Path | None,
     acceleration: _Acceleration,
 ) -> SentimentModel:
+    require_hub(name, "SENTIMENT_MODEL")
     from core.sentiment import SentimentClassifier  # torch and transformers: local backend only
 
     return SentimentClassifier.from_pretrained(

@@ -18,7 +18,7 @@ def test_each_mode_stays_close_to_fp32_on_real_weights():
     assert onnx_int8["cosine_min"] > 0.995
     assert onnx_int8["cosine_min"] > fidelity["int8-dynamic"]["cosine_mean"]
     if Hardware.detect().bf16:
-        # The figures behind `auto` and the int8 weights: README, "Precision".
+        # The figures behind `auto` and the int8 weights: docs/quantization.md, "Fidelity".
         assert fidelity["bf16"]["cosine_min"] > 0.999
         assert fidelity["int8"]["cosine_min"] > 0.995
         # Rounding only the weights keeps far closer to fp32 than rounding activations too.

@@ -33,6 +33,6 @@ def test_image_runs_the_bot_as_a_non_root_user_with_volumes_for_records_and_mode
     # Compiled layers (core/sentiment_compiled.py) need a compiler once, and a kept folder.
     assert "COMPILE_DIR=/models/compiled" in text
     assert "apt-get install -y --no-install-recommends g++" in text
-    # A start with the models cached then sends nothing to the hub (README, "Configuration").
+    # A start with the models cached then sends nothing to the hub (CHANGELOG.md, 0.1.0).
     assert "HF_HUB_DISABLE_TELEMETRY=1" in text
     assert "download.pytorch.org/whl/cpu torch==2.13.0" in text

@@ -1,10 +1,13 @@
 """A model that cannot be loaded stops everything with one line that says how to fix it."""
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -150,3 +153,62 @@ def test_a_model_partly_in_the_cache_asks_the_hub_for_the_rest(hf_home, hub, tmp
     assert result.returncode == 2
     assert f"Could not load the model '{DEFAULT_CAPTION_MODEL}' (CAPTION_MODEL)" in result.stderr
     assert any(DEFAULT_CAPTION_MODEL in path for path in hub.paths)
+
+
+@pytest.fixture
+def silent_hub() -> Iterator[int]:
+    """A hub that accepts connections and never answers, as behind a firewall that drops
+    packets: yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+def test_a_first_start_without_the_hub_says_so_in_one_line_within_seconds(silent_hub, tmp_path):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=child_env(
+            drop=("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "CAPTION_", "SENTIMENT_"),
+            HF_HOME=str(tmp_path / "empty-cache"),
+            HF_ENDPOINT=f"http://127.0.0.1:{silent_hub}",
+            TELEGRAM_BOT_TOKEN="123456:TEST",
+        ),
+        check=False,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert f"'{DEFAULT_CAPTION_MODEL}' (CAPTION_MODEL)" in lines[0]
+    assert "did not answer" in lines[0] and "Fix:" in lines[0]
+    assert elapsed < 15, f"gave up after {elapsed:.1f} s"
+
+
+def test_a_hub_that_answers_is_asked_for_the_model_itself(hub, tmp_path):
+    """The quick check lets the download go ahead: it is the download that reports a 404."""
+    result = analyze_online(tmp_path / "empty-cache", hub, tmp_path)
+    assert result.returncode == 2
+    assert f"Could not load the model '{DEFAULT_CAPTION_MODEL}' (CAPTION_MODEL)" in result.stderr
+    assert "did not answer" not in result.stderr
+    asked = [path for path in hub.paths if DEFAULT_CAPTION_MODEL in path]
+    assert len(asked) > 1, asked  # the check's one request, then the loader's
