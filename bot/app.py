@@ -37,12 +37,12 @@ from bot.flood import FloodControl
 from bot.handlers import Deps
 from bot.inference import Inference
 from bot.ordering import PerPersonOrder
+from bot.pending import PendingCaptions
+from bot.pending_postgres import PostgresPendingCaptions
+from bot.ratelimit import RateLimit
 from core.config import Settings
 from core.database import Database
 from core.errors import CoreError, RecordsError
-from core.pending import PendingCaptions
-from core.pending_postgres import PostgresPendingCaptions
-from core.ratelimit import RateLimit
 from core.store import RecordsStore, open_database, records_location, records_store
 
 log = logging.getLogger(__name__)

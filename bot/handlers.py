@@ -25,11 +25,11 @@ from telegram.ext import ApplicationHandlerStop, ContextTypes
 from bot import replies
 from bot.errors import Refusal
 from bot.inference import Inference
+from bot.pending import Lookup, Pending, PendingCaptions
+from bot.pending_postgres import PostgresPendingCaptions
+from bot.ratelimit import RateLimit
 from core.errors import CoreError, RecordsError
-from core.pending import Lookup, Pending, PendingCaptions
-from core.pending_postgres import PostgresPendingCaptions
 from core.pipeline import IMAGE, MANUAL
-from core.ratelimit import RateLimit
 from core.store import RecordsStore
 from core.text import clean_text
 

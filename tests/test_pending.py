@@ -1,4 +1,4 @@
-from core.pending import Lookup, Pending, PendingCaptions
+from bot.pending import Lookup, Pending, PendingCaptions
 
 
 class Clock:

@@ -1,7 +1,7 @@
 import gc
 import tracemalloc
 
-from core.ratelimit import RateLimit
+from bot.ratelimit import RateLimit
 
 
 class Clock:

@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from bot.app import stores
+from bot.pending import Lookup, Pending, PendingCaptions
+from bot.pending_postgres import PostgresPendingCaptions
 from core.config import Settings
 from core.database import Database
-from core.pending import Lookup, Pending, PendingCaptions
-from core.pending_postgres import PostgresPendingCaptions
 from core.store import RecordsStore
 from tests.test_pending import Clock
 from tests.test_records import T0, make_record

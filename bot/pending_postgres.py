@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from bot.pending import Lookup, Pending, forget_before, is_expired
 from core.database import Database, unstorable
 from core.errors import BadTextError
-from core.pending import Lookup, Pending, forget_before, is_expired
 
 _COLUMNS = "caption, caption_source, created_at, prompt_message_id"
 

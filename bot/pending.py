@@ -4,7 +4,7 @@ In a group several members can be mid-flow at once, so the key is (chat, user), 
 chat alone. An expired caption is kept until it is asked for, so the person can be told.
 With a path, the captions are saved on every change, so a restart or a deploy between a
 photo and its text loses nothing. With DATABASE_URL they live in PostgreSQL instead
-(core.pending_postgres), with the same methods and the same expiry rules below.
+(bot.pending_postgres), with the same methods and the same expiry rules below.
 """
 
 from __future__ import annotations
