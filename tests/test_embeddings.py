@@ -4,9 +4,6 @@ from torch import nn
 
 from core.accel import embeddings
 from core.accel.embeddings import Int8Embedding, quantize_word_embeddings
-from core.precision import BF16, INT8
-from core.sentiment import SentimentClassifier
-from tests.hardware import CPU_WITH_BF16
 
 
 @pytest.fixture
@@ -56,14 +53,3 @@ def test_only_vocabulary_tables_are_swapped(table):
     assert isinstance(model["embeddings"].word_embeddings, Int8Embedding)
     assert type(model["embeddings"].position_embeddings) is nn.Embedding
     assert type(model["other"]) is nn.Embedding
-
-
-def test_int8_mode_keeps_the_sentiment_models_table_in_int8_with_bf16s_labels(tiny_models):
-    path = str(tiny_models.sentiment)
-    int8 = SentimentClassifier.from_pretrained(path, precision=INT8, hardware=CPU_WITH_BF16)
-    bf16 = SentimentClassifier.from_pretrained(path, precision=BF16, hardware=CPU_WITH_BF16)
-    assert isinstance(int8.model.roberta.embeddings.word_embeddings, Int8Embedding)
-    texts = ["what a lovely day", "this is awful", "a photo of a cat"]
-    int8_logits = int8.forward(int8.preprocess(texts)).float()
-    bf16_logits = bf16.forward(bf16.preprocess(texts)).float()
-    torch.testing.assert_close(int8_logits, bf16_logits, atol=0.05, rtol=0)

@@ -2,10 +2,9 @@ import logging
 
 import pytest
 import torch
-from torch import nn
 
 from core import precision
-from core.accel.linear_layers import Int8WeightLinear, PackedLinear, packing_available
+from core.accel.linear_layers import packing_available
 from core.captioner import Captioner
 from core.config import Settings
 from core.errors import ConfigError
@@ -83,73 +82,20 @@ def test_bf16_runs_the_weights_in_bfloat16(tiny_models):
     classifier = SentimentClassifier.from_pretrained(
         str(tiny_models.sentiment), precision=BF16, hardware=CPU_WITH_BF16
     )
-    for model in (captioner.model, classifier.model):
-        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert captioner.runner.input_dtype == classifier.runner.input_dtype == torch.bfloat16
 
 
 @pytest.mark.skipif(not packing_available(), reason="this CPU has no native bf16 for oneDNN")
 def test_bf16_on_the_cpu_prepacks_every_linear_layer_and_answers_the_same(tiny_models):
-    plain = SentimentClassifier.from_pretrained(str(tiny_models.sentiment), precision=FP32)
-    plain.model.to(torch.bfloat16)  # what bf16 was before packing
+    plain = SentimentClassifier.from_pretrained(
+        str(tiny_models.sentiment), precision=BF16, hardware=CPU_WITH_BF16, accelerate=False
+    )
     packed = SentimentClassifier.from_pretrained(
         str(tiny_models.sentiment), precision=BF16, hardware=CPU_WITH_BF16
     )
-    layers = list(packed.model.modules())
-    assert any(isinstance(layer, PackedLinear) for layer in layers)
-    assert not any(type(layer) is nn.Linear for layer in layers)
+    assert "prepacked bf16 weights" in packed.runner.path
     for a, b in zip(plain(TEXTS), packed(TEXTS), strict=True):
         assert b.label == a.label and b.scores == pytest.approx(a.scores, abs=0.01)
-
-
-@pytest.mark.skipif(not packing_available(), reason="this CPU has no native bf16 for oneDNN")
-def test_bf16_leaves_the_vision_encoders_narrowing_layers_plain_and_packs_the_rest(tiny_models):
-    captioner = Captioner.from_pretrained(
-        str(tiny_models.caption), precision=BF16, hardware=CPU_WITH_BF16
-    )
-    layer = captioner.model.vision_model.encoder.layers[0]
-    assert type(layer.mlp.fc2) is nn.Linear and type(layer.self_attn.projection) is nn.Linear
-    assert isinstance(layer.mlp.fc1, PackedLinear) and isinstance(layer.self_attn.qkv, PackedLinear)
-    assert layer.mlp.fc1.gelu == "none" and isinstance(layer.mlp.activation_fn, nn.Identity)
-    decoder = captioner.model.text_decoder.bert.encoder.layer[0]
-    assert isinstance(decoder.output.dense, PackedLinear)  # few rows: packed, narrowing or not
-
-
-def test_int8_on_a_cpu_with_bf16_keeps_int8_weights_everywhere_and_computes_in_bf16(tiny_models):
-    captioner = Captioner.from_pretrained(
-        str(tiny_models.caption), precision=INT8, hardware=CPU_WITH_BF16
-    )
-    classifier = SentimentClassifier.from_pretrained(
-        str(tiny_models.sentiment), precision=INT8, hardware=CPU_WITH_BF16
-    )
-    for model in (captioner.model.vision_model, captioner.model.text_decoder, classifier.model):
-        layers = list(model.modules())
-        assert any(isinstance(layer, Int8WeightLinear) for layer in layers)
-        assert not any(type(layer) is nn.Linear for layer in layers)
-        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
-    assert len(captioner(IMAGES)) == 2
-
-
-def test_int8_replaces_the_classifiers_linear_layers_with_quantized_ones(tiny_models):
-    classifier = SentimentClassifier.from_pretrained(
-        str(tiny_models.sentiment), precision=INT8, hardware=CPU_WITHOUT_BF16
-    )
-    layers = list(classifier.model.modules())
-    assert any(precision.is_quantized(layer) for layer in layers)
-    assert not any(type(layer) is nn.Linear for layer in layers)
-
-
-def test_dynamic_int8_quantizes_the_vision_encoder_and_leaves_the_text_decoder_in_fp32(
-    tiny_models,
-):
-    captioner = Captioner.from_pretrained(
-        str(tiny_models.caption), precision=INT8, hardware=CPU_WITHOUT_BF16
-    )
-    vision = list(captioner.model.vision_model.modules())
-    decoder = list(captioner.model.text_decoder.modules())
-    assert any(precision.is_quantized(layer) for layer in vision)
-    assert not any(type(layer) is nn.Linear for layer in vision)
-    assert not any(precision.is_quantized(layer) for layer in decoder)
-    assert {p.dtype for p in captioner.model.text_decoder.parameters()} == {torch.float32}
 
 
 @pytest.mark.parametrize("hardware", [CPU_WITH_BF16, CPU_WITHOUT_BF16])
@@ -162,25 +108,13 @@ def test_int8_output_stays_close_to_fp32(tiny_models, hardware):
         assert b.scores == pytest.approx(a.scores, abs=0.1)
 
 
-@pytest.mark.parametrize(
-    ("hardware", "kind"),
-    [(CPU_WITH_BF16, Int8WeightLinear), (CPU_WITHOUT_BF16, nn.quantized.dynamic.Linear)],
-)
-def test_apply_converts_in_place(hardware, kind):
-    model = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2))
-    assert precision.apply(model, INT8, hardware=hardware) is model
-    assert all(isinstance(model[i], kind) for i in (0, 2))
-    inputs = torch.randn(3, 32, dtype=precision.input_dtype(model))
-    assert model(inputs).shape == (3, 2)
-
-
 def test_bf16_without_cpu_support_falls_back_to_fp32_with_a_log_line(tiny_models, caplog):
     with caplog.at_level(logging.WARNING, logger="core.precision"):
         captioner = Captioner.from_pretrained(
             str(tiny_models.caption), precision=BF16, hardware=CPU_WITHOUT_BF16
         )
     assert captioner.precision == FP32
-    assert {p.dtype for p in captioner.model.parameters()} == {torch.float32}
+    assert captioner.runner.input_dtype == torch.float32
     assert "CAPTION_PRECISION=bf16" in caplog.text
     assert "avx512_bf16 or AMX" in caplog.text and "runs in fp32 instead" in caplog.text
 
@@ -199,10 +133,10 @@ def test_bf16_without_cpu_support_falls_back_to_fp32_with_a_log_line(tiny_models
         (FP16, GPU, FP16),
         (FP32, GPU, FP32),
         (BF16_INT8_DECODER, CPU_WITH_BF16_AND_VNNI, BF16_INT8_DECODER),
-        (BF16_INT8_DECODER, CPU_WITH_BF16, BF16),
+        (BF16_INT8_DECODER, CPU_WITH_BF16, BF16_INT8_DECODER),
         (BF16_INT8_DECODER, CPU_WITH_VNNI_ONLY, FP32_INT8_DECODER),
         (FP32_INT8_DECODER, CPU_WITH_VNNI_ONLY, FP32_INT8_DECODER),
-        (FP32_INT8_DECODER, CPU_WITHOUT_BF16, FP32),
+        (FP32_INT8_DECODER, CPU_WITHOUT_BF16, FP32_INT8_DECODER),
         (BF16_INT8_DECODER, GPU, BF16),
     ],
 )
@@ -224,27 +158,24 @@ def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, cap
 
 
 def test_auto_choices_on_the_cpu():
-    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITH_BF16) == BF16
-    assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITH_BF16) == BF16
-    vnni = CPU_WITH_BF16_AND_VNNI
-    assert precision.resolve(AUTO, model=CAPTION, hardware=vnni) == BF16_INT8_DECODER
-    assert precision.resolve(AUTO, model=SENTIMENT, hardware=vnni) == BF16
-    vnni_only = CPU_WITH_VNNI_ONLY
-    assert precision.resolve(AUTO, model=CAPTION, hardware=vnni_only) == FP32_INT8_DECODER
-    assert precision.resolve(AUTO, model=SENTIMENT, hardware=vnni_only) == INT8
-    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == FP32
-    assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == INT8
+    # Every CPU class decodes captions in int8; bf16 where the CPU runs it, else fp32.
+    for hardware in (CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI):
+        assert precision.resolve(AUTO, model=CAPTION, hardware=hardware) == BF16_INT8_DECODER
+        assert precision.resolve(AUTO, model=SENTIMENT, hardware=hardware) == BF16
+    for hardware in (CPU_WITH_VNNI_ONLY, CPU_WITHOUT_BF16):
+        assert precision.resolve(AUTO, model=CAPTION, hardware=hardware) == FP32_INT8_DECODER
+        assert precision.resolve(AUTO, model=SENTIMENT, hardware=hardware) == FP32
 
 
 def test_auto_loads_and_runs(tiny_models):
     classifier = SentimentClassifier.from_pretrained(
         str(tiny_models.sentiment), precision=AUTO, hardware=CPU_WITHOUT_BF16
     )
-    assert classifier.precision == INT8 and len(classifier(TEXTS)) == 3
+    assert classifier.precision == FP32 and len(classifier(TEXTS)) == 3
     captioner = Captioner.from_pretrained(
         str(tiny_models.caption), precision=AUTO, hardware=CPU_WITH_BF16
     )
-    assert captioner.precision == BF16 and all(captioner(IMAGES))
+    assert captioner.precision == BF16_INT8_DECODER and all(captioner(IMAGES))
 
 
 def test_bf16_support_is_read_from_the_cpu_flags(tmp_path):
@@ -254,12 +185,6 @@ def test_bf16_support_is_read_from_the_cpu_flags(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512_bf16\n")
     assert precision.cpu_flags(cpuinfo) == {"fpu", "sse", "avx2", "avx512_bf16"}
-
-
-def test_int8_dot_products_are_read_from_the_cpu_flags():
-    assert Hardware.for_cpu({"avx2", "avx512f", "avx512_vnni"}).int8_dot
-    assert Hardware.for_cpu({"avx2", "avx_vnni"}).int8_dot
-    assert not Hardware.for_cpu({"avx2", "avx512f", "avx512_bf16"}).int8_dot
 
 
 def test_detect_finds_this_machines_device():

@@ -1,8 +1,7 @@
 import torch
 from transformers import BlipForConditionalGeneration
-from transformers.models.blip.modeling_blip import BlipAttention
 
-from core.accel.vision_attention import FusedBlipAttention, fuse_vision_attention
+from core.accel.vision_attention import fuse_vision_attention
 from core.captioner import Captioner
 from core.images import load_image
 from tests.pictures import picture
@@ -20,9 +19,3 @@ def test_fused_attention_sees_a_photo_as_transformers_does(tiny_models):
         expected = reference.vision_model(pixel_values=pixel_values)[0]
         got = fused.vision_model(pixel_values=pixel_values)[0]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-
-
-def test_the_captioner_runs_the_fused_attention(tiny_models):
-    model = Captioner.from_pretrained(str(tiny_models.caption)).model
-    kinds = {type(module) for module in model.vision_model.modules()}
-    assert FusedBlipAttention in kinds and BlipAttention not in kinds
