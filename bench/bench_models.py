@@ -336,7 +336,7 @@ def _measure(
 ) -> tuple:
     import torch
 
-    from core.accel.memory import release_freed_memory
+    from core.memory import release_freed_memory
     from core.pipeline import Analysis, Pipeline
     from core.sentiment import SentimentClassifier
 

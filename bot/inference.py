@@ -26,9 +26,9 @@ from typing import Generic, TypeVar
 
 from bot import replies
 from bot.errors import Refusal
-from core.accel.memory import release_freed_memory
 from core.config import Settings
 from core.errors import ModelServiceError
+from core.memory import release_freed_memory
 from core.pipeline import Analysis, Pipeline
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ forward comes from `core.accel`: stock `generate()`, or a fast path checked agai
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import partial
 
@@ -17,7 +18,7 @@ from transformers import BatchFeature, BlipForConditionalGeneration, BlipProcess
 from core import accel
 from core import precision as precisions
 from core.config import GenerationSettings
-from core.loading import load_pretrained, load_weights
+from core.loading import load_pretrained, load_weights, log_loaded
 
 
 class Captioner:
@@ -47,6 +48,7 @@ class Captioner:
         """`precision` is a mode of `core.precision` (`auto` included), resolved for `hardware`
         (detected when None): the model runs on its device, in that mode; `accelerate=False`
         runs stock transformers only."""
+        started = time.perf_counter()
         hardware = hardware or precisions.Hardware.detect()
         mode = precisions.resolve(
             precision, model=precisions.CAPTION, hardware=hardware, variable="CAPTION_PRECISION"
@@ -64,6 +66,7 @@ class Captioner:
             hardware=hardware,
         )
         runner = accel.caption_runner(load, mode, hardware, generation, accelerate=accelerate)
+        log_loaded(precisions.CAPTION, name_or_path, started, mode, runner.path)
         return cls(processor, runner, generation, mode)
 
     @property

@@ -92,3 +92,15 @@ def load_weights(
         time.perf_counter() - started,
     )
     return loaded.to(hardware.device)
+
+
+def log_loaded(model: str, name_or_path: str, started: float, mode: str, path: str) -> None:
+    """One line per model at start: what loaded, how long it took, and what runs it."""
+    log.info(
+        "%s model %s loaded in %.1f s (%s; %s)",
+        model.capitalize(),
+        name_or_path,
+        time.perf_counter() - started,
+        mode,
+        path,
+    )

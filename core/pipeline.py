@@ -121,7 +121,7 @@ class Pipeline:
         does not pay the one-time costs (kernel set-up, weight packing, thread pools).
 
         Call it once, before taking requests, on the thread that will run the models: torch
-        run from a second thread slows every later call (README, "Precision"). With an `api`
+        run from a second thread slows every later call (docs/performance.md). With an `api`
         backend it makes one request per model. Returns the seconds it took.
         """
         started = time.perf_counter()

@@ -6,6 +6,7 @@ other classes works without code changes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,7 @@ from transformers import (
 
 from core import accel
 from core import precision as precisions
-from core.loading import load_pretrained, load_weights
+from core.loading import load_pretrained, load_weights, log_loaded
 from core.sentiment_base import Sentiment, preprocess_tweet
 
 __all__ = ["Sentiment", "SentimentClassifier", "preprocess_tweet"]
@@ -56,6 +57,7 @@ class SentimentClassifier:
         (detected when None): the model runs on its device, in that mode. With `compile_dir`,
         bf16 layers on a CPU with AMX are compiled and kept there (`accel.sentiment_compiled`);
         `accelerate=False` runs stock transformers only."""
+        started = time.perf_counter()
         hardware = hardware or precisions.Hardware.detect()
         mode = precisions.resolve(
             precision,
@@ -78,6 +80,7 @@ class SentimentClassifier:
         runner = accel.sentiment_runner(
             load, mode, hardware, accelerate=accelerate, compile_dir=compile_dir
         )
+        log_loaded(precisions.SENTIMENT, name_or_path, started, mode, runner.path)
         return cls(tokenizer, runner, mode)
 
     @property

@@ -70,7 +70,7 @@ class BadRequest(Exception):
 
 class _ModelThread(Generic[M]):
     """A model loaded, warmed up and called on one thread of its own, off the event loop:
-    torch run from a second thread slows every later call (README, "Precision")."""
+    torch run from a second thread slows every later call (docs/performance.md)."""
 
     def __init__(self, load: Callable[[], M]) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")

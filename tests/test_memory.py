@@ -1,7 +1,7 @@
 import numpy as np
 
 from bench.bench_models import memory_mib
-from core.accel.memory import release_freed_memory
+from core.memory import release_freed_memory
 
 
 def rss_mib() -> float:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import XLMRobertaForSequenceClassification
 
+from core import accel
 from core.sentiment import SentimentClassifier
 from tests.bot_harness import bot_settings, running_bot
 from tests.test_bot import seen
@@ -35,7 +37,8 @@ def xlm_roberta(tmp_path_factory) -> str:
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
 def test_texts_in_every_training_language_get_a_label_from_the_config(xlm_roberta, precision):
     classifier = SentimentClassifier.from_pretrained(xlm_roberta, precision=precision)
-    assert type(classifier.model).__name__ == "XLMRobertaForSequenceClassification"
+    assert classifier.runner.config.model_type == "xlm-roberta"
+    assert classifier.runner.path != accel.STOCK  # XLM-RoBERTa qualifies for the fast path
     results = classifier(list(TEXTS.values()))
     for result in results:
         assert list(result.scores) == list(XLM_SENTIMENT_LABELS.values())
@@ -49,7 +52,7 @@ def test_the_classifier_gives_the_stock_models_probabilities(xlm_roberta):
     texts = list(TEXTS.values())
     inputs = classifier.tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
-        stock = classifier.model.__class__.from_pretrained(xlm_roberta).eval()
+        stock = XLMRobertaForSequenceClassification.from_pretrained(xlm_roberta).eval()
         expected = stock(**inputs).logits.softmax(-1)
     for result, probabilities in zip(classifier(texts), expected, strict=True):
         assert list(result.scores.values()) == pytest.approx(probabilities.tolist(), abs=1e-4)

@@ -20,11 +20,11 @@ import torch
 from transformers import BlipForConditionalGeneration, PreTrainedModel
 
 from core.accel.fast_paths import NotSupported, fast_captioner, fast_classifier
-from core.accel.memory import release_freed_memory
 from core.accel.probes import PROBE_TOKENS, caption_probe, text_probe
 from core.accel.runner import STOCK, Runner
 from core.accel.stock import stock_captioner, stock_classifier
 from core.config import GenerationSettings
+from core.memory import release_freed_memory
 from core.precision import BF16, FP16, FP32, INT8, INT8_DECODER_BASES, Hardware
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "TOLERANCE",
     "Runner",
     "caption_runner",
-    "release_freed_memory",
     "sentiment_runner",
 ]
 

@@ -1,10 +1,8 @@
 """int8 vocabulary tables for `int8` mode: the largest weights that no linear layer holds.
 
-RoBERTa's table of 50,265 tokens and BLIP's of 30,524 take 118 MiB in bf16, an eighth of what
-`int8` mode holds when idle; in int8 they take half that. A row is looked up, not multiplied,
-so one scale per row, as the int8 linear layers have (`core.accel.linear_layers.int8_rows`), keeps
-it as close as they are: all-MiniLM-L6-v2 in `int8` mode kept cosine 0.99940 to fp32, against
-0.99941 with its table in bf16.
+RoBERTa's and BLIP's vocabulary tables are an eighth of what `int8` mode holds when idle in
+bf16; in int8 they take half that. A row is looked up, not multiplied, so one scale per row
+keeps it as close to float as the int8 linear layers are (docs/quantization.md).
 """
 
 from __future__ import annotations

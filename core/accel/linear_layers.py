@@ -1,13 +1,11 @@
 """Faster stand-ins for `nn.Linear` on CPUs with native bfloat16, swapped in at load time.
 
-Almost all of BLIP's and RoBERTa's time goes into linear layers. Two facts, measured on the
-benchmark's 2-core server (README, "Precision"), shape these layers:
-
-- `PackedLinear`: oneDNN reorders a bf16 weight into its blocked layout at *every* call of a
-  plain `nn.Linear`. Done once at load time, the same product, with the same numbers, takes
-  about half the time: the vision encoder went from 0.26 to 0.13 s per photo. A GELU that
-  follows can be applied by the same call (`fuse_gelu`). Only where a layer narrows its input
-  and always sees hundreds of rows is the plain layout the faster (`pack_linear_layers`).
+Almost all of BLIP's and RoBERTa's time goes into linear layers. oneDNN reorders a bf16 weight
+into its blocked layout at *every* call of a plain `nn.Linear`; `PackedLinear` does it once at
+load time, the same product with the same numbers in about half the time (docs/performance.md).
+A GELU that follows can be applied by the same call (`fuse_gelu`). Only where a layer narrows
+its input and always sees hundreds of rows is the plain layout the faster
+(`pack_linear_layers`).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessio
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     # Plain malloc, not ONNX Runtime's arena: what a batch needed goes back to the system with
-    # the rest when the inference thread goes idle (`core.accel.memory`), 32 MiB after 8 photos.
+    # the rest when the inference thread goes idle (`core.memory`), 32 MiB after 8 photos.
     options.enable_cpu_mem_arena = False
     # Threads spin between the graph's nodes rather than sleep: 10–12 instead of 13–14 ms a
     # step. But they stop as soon as a step returns: left to spin on (about 20 ms), they took

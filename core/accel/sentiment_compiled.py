@@ -1,15 +1,14 @@
 """Stage 4, inside: RoBERTa's layers compiled ahead of time for this CPU (AOTInductor).
 
 For the few dozen rows of a reply, inductor's own AMX matrix kernels (its C++ GEMM templates,
-picked by max-autotune) beat the oneDNN kernels that the eager bf16 layers call: on the
-benchmark's 2-core server a reply's three texts take about a quarter less time, side by side
-(README, "Compiled layers"). The numbers stay bf16's.
+picked by max-autotune) beat the oneDNN kernels that the eager bf16 layers call, with bf16's
+numbers (docs/performance.md).
 
-Compiling takes about a minute there and needs a C++ compiler, so it happens once: the package
-is kept in `COMPILE_DIR`, named by a digest of the weights, the options, torch's version and
-the CPU's flags, and every later start loads it. It holds the weights, so the model's own
-layers are dropped once it has loaded. Where compiling or loading fails, the eager layers
-run, and the log says why.
+Compiling takes about a minute and needs a C++ compiler, so it happens once: the package is
+kept in `COMPILE_DIR`, named by a digest of the weights, the options, torch's version and the
+CPU's flags, and every later start loads it. It holds the weights, so the model's own layers
+are dropped once it has loaded. Where compiling or loading fails, the eager layers run, and
+the log says why.
 """
 
 from __future__ import annotations

@@ -1,21 +1,16 @@
 """Stage 4, inside: RoBERTa's classification forward pass, written as one lean function.
 
-A reply classifies three short texts (about 60 tokens), so RoBERTa's time is mostly reading
-its weights once; transformers' module structure, mask building and output objects add about
-a tenth on top (side by side in bf16, three texts: 21.3–23.0 against 24.5–24.8 ms). This runs
-the very same layers, so every precision of `core.precision` applies, with what a batch of
-texts needs and nothing else. The texts run packed side by side (`core.accel.text_packing`), not
-padded to the longest. A test holds it to transformers' logits.
+A reply classifies three short texts, so RoBERTa's time is mostly reading its weights once;
+transformers' module structure, mask building and output objects add about a tenth on top
+(docs/performance.md). This runs the very same layers, in whatever mode they were converted
+to, with what a batch of texts needs and nothing else: the texts packed side by side
+(`core.accel.text_packing`), the layers as bare calls bound once (`encoder_layers`), the
+attention mask made once as an addend, and query, key and value split into heads by one view.
+`core.accel` checks it against transformers' forward at every load.
 
-The layers are called as bare calls bound once (`encoder_layers`), the attention mask is made
-once as an addend, and query, key and value are split into heads by one view. The logits are
-the same to the bit; three texts took 17.3–18.2 against 18.6–19.6 ms side by side in bf16, and
-eight replies' 24 texts 56.0 against 58.8 ms.
-
-`fuse_query_key_value`, applied when the model is loaded (in every mode but fp32), also makes
-each layer's query, key and value one product instead of three: each call of a layer costs
-about 30 µs beyond its arithmetic here, and three texts took 22.4 against 23.7 ms side by side
-in bf16.
+`fuse_query_key_value` (every mode but fp32) also makes each layer's query, key and value one
+product instead of three, as each call of a layer costs tens of microseconds beyond its
+arithmetic.
 """
 
 from __future__ import annotations

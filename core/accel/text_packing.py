@@ -1,17 +1,14 @@
 """Stage 4, inside: several short texts laid out as one sequence, so RoBERTa multiplies fewer rows.
 
 A reply classifies three texts, and the longest (the combined one) is about as long as the
-other two together. Padded to the longest, three texts are 3 × 20 = 60 rows; packed side by
-side they are 41. Each text still sees only its own tokens (`attention_mask`) and numbers its
-own positions, so its logits are the same as alone.
+other two together: packed side by side they take about two thirds of the rows that padding
+to the longest takes. Each text still sees only its own tokens (`attention_mask`) and numbers
+its own positions, so its logits are the same as alone.
 
-The row count is then rounded up to a multiple of 16, the rows of one AMX tile. In bf16 on
-the benchmark's CPU, oneDNN (and the compiled layers, `core.accel.sentiment_compiled`) sum the rows
-of a last, partial tile in another order: rounded to 8, a text whose tokens fell there got
-other logits than alone (0.012 apart on the tests' tiny model), so its score depended on what
-it was batched with. Whole tiles are also a fast count for oneDNN: RoBERTa's 48 linear layers
-took 14.4 ms for 41 rows, 13.3 for 48, 14.8 for 60 and 17.3 for 57 (side by side). Three
-texts: 19.2–20.2 against 20.7–21.3 ms padded, side by side.
+The row count is rounded up to a multiple of 16, the rows of one AMX tile: in bf16, oneDNN
+and the compiled layers sum the rows of a last, partial tile in another order, so a text
+there would get other logits than alone, and its score would depend on its batch. Whole tiles
+are also a fast count for oneDNN (docs/performance.md).
 """
 
 from __future__ import annotations
