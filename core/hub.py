@@ -17,7 +17,7 @@ from core.errors import ModelLoadError
 
 # How long the hub may take to answer before a model the cache lacks is given up: without a
 # limit huggingface_hub retries each file, and a start with no route to the hub took minutes.
-REACHABLE_TIMEOUT_S = 5.0
+REACHABLE_TIMEOUT_S = 3.0
 
 
 def in_hub_cache(name_or_path: str) -> bool:
