@@ -61,8 +61,6 @@ LOAD_DTYPES = {
 
 # CPU flags (as /proc/cpuinfo names them) that make bfloat16 matrix products fast.
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-# ... and int8 dot products (VNNI).
-INT8_DOT_CPU_FLAGS = frozenset({"avx512_vnni", "avx_vnni"})
 AMX_BF16 = "amx_bf16"
 # What each CPU class of `core.config.CPU_CLASSES` adds to the one before it: a machine capped
 # to a class keeps only its own flags that the class and those before it name.
@@ -112,7 +110,6 @@ class Hardware:
     bf16: bool = False
     fp16: bool = False
     int8: bool = True
-    int8_dot: bool = False
 
     amx: bool = False
 
@@ -133,7 +130,6 @@ class Hardware:
             bf16=not BF16_CPU_FLAGS.isdisjoint(flags),
             fp16=False,
             int8=True,
-            int8_dot=not INT8_DOT_CPU_FLAGS.isdisjoint(flags),
             amx=AMX_BF16 in flags,
         )
 

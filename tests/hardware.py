@@ -13,9 +13,6 @@ CPU_WITH_BF16 = Hardware(device="cpu", bf16=True, int8=True)
 CPU_WITHOUT_BF16 = Hardware(device="cpu", bf16=False, int8=True)
 GPU = Hardware(device="cuda", bf16=True, fp16=True, int8=False)
 OLD_GPU = Hardware(device="cuda", bf16=False, fp16=True, int8=False)
-# ... and with int8 dot products (VNNI).
-CPU_WITH_BF16_AND_VNNI = Hardware(device="cpu", bf16=True, int8=True, int8_dot=True)
-CPU_WITH_VNNI_ONLY = Hardware(device="cpu", bf16=False, int8=True, int8_dot=True)
 
 HAS_GPU = torch.cuda.is_available()
 THIS_GPU = Hardware.detect("cuda") if HAS_GPU else GPU

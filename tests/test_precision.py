@@ -26,8 +26,6 @@ from core.precision import (
 from core.sentiment import SentimentClassifier
 from tests.hardware import (
     CPU_WITH_BF16,
-    CPU_WITH_BF16_AND_VNNI,
-    CPU_WITH_VNNI_ONLY,
     CPU_WITHOUT_BF16,
     GPU,
     OLD_GPU,
@@ -132,10 +130,8 @@ def test_bf16_without_cpu_support_falls_back_to_fp32_with_a_log_line(tiny_models
         (BF16, OLD_GPU, FP16),
         (FP16, GPU, FP16),
         (FP32, GPU, FP32),
-        (BF16_INT8_DECODER, CPU_WITH_BF16_AND_VNNI, BF16_INT8_DECODER),
         (BF16_INT8_DECODER, CPU_WITH_BF16, BF16_INT8_DECODER),
-        (BF16_INT8_DECODER, CPU_WITH_VNNI_ONLY, FP32_INT8_DECODER),
-        (FP32_INT8_DECODER, CPU_WITH_VNNI_ONLY, FP32_INT8_DECODER),
+        (BF16_INT8_DECODER, CPU_WITHOUT_BF16, FP32_INT8_DECODER),
         (FP32_INT8_DECODER, CPU_WITHOUT_BF16, FP32_INT8_DECODER),
         (BF16_INT8_DECODER, GPU, BF16),
     ],
@@ -146,7 +142,7 @@ def test_a_mode_the_hardware_runs_badly_is_replaced(requested, hardware, expecte
 
 @pytest.mark.parametrize(
     "hardware",
-    [CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI, CPU_WITH_VNNI_ONLY, CPU_WITHOUT_BF16, GPU, OLD_GPU],
+    [CPU_WITH_BF16, CPU_WITHOUT_BF16, GPU, OLD_GPU],
 )
 @pytest.mark.parametrize("model", [CAPTION, SENTIMENT])
 def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, caplog):
@@ -158,13 +154,11 @@ def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, cap
 
 
 def test_auto_choices_on_the_cpu():
-    # Every CPU class decodes captions in int8; bf16 where the CPU runs it, else fp32.
-    for hardware in (CPU_WITH_BF16, CPU_WITH_BF16_AND_VNNI):
-        assert precision.resolve(AUTO, model=CAPTION, hardware=hardware) == BF16_INT8_DECODER
-        assert precision.resolve(AUTO, model=SENTIMENT, hardware=hardware) == BF16
-    for hardware in (CPU_WITH_VNNI_ONLY, CPU_WITHOUT_BF16):
-        assert precision.resolve(AUTO, model=CAPTION, hardware=hardware) == FP32_INT8_DECODER
-        assert precision.resolve(AUTO, model=SENTIMENT, hardware=hardware) == FP32
+    # Every CPU class decodes captions in int8 (VNNI or not); bf16 where the CPU runs it, else fp32.
+    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITH_BF16) == BF16_INT8_DECODER
+    assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITH_BF16) == BF16
+    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == FP32_INT8_DECODER
+    assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == FP32
 
 
 def test_auto_loads_and_runs(tiny_models):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from transformers import BlipForConditionalGeneration, PreTrainedModel
@@ -77,7 +78,7 @@ def sentiment_runner(
     hardware: Hardware,
     *,
     accelerate: bool = True,
-    compile_dir: str | None = None,
+    compile_dir: Path | None = None,
 ) -> Runner:
     """A classifier: `Runner.run(input_ids, attention_mask)`."""
 

@@ -11,7 +11,7 @@ from torch import nn
 from core.accel.embeddings import quantize_word_embeddings
 from core.accel.int8 import Int8Linear
 from core.accel.linear_layers import replace_linear_layers
-from core.precision import BF16, BF16_INT8_DECODER, FP16, INT8, INT8_DECODER_BASES
+from core.precision import BF16, FP16, INT8, INT8_DECODER_BASES
 
 # Where the captioner's int8-decoder modes keep int8 weights.
 TEXT_DECODER = "text_decoder"
@@ -42,7 +42,7 @@ def to_stock_form(model: nn.Module, mode: str) -> nn.Module:
             replace_linear_layers(part, Int8Linear)
             quantize_word_embeddings(part)
     base = INT8_DECODER_BASES.get(mode, mode)
-    if base in (BF16, FP16) or mode == BF16_INT8_DECODER:
+    if base in (BF16, FP16):
         model.to(torch.float16 if base == FP16 else torch.bfloat16)
     return model
 

@@ -77,8 +77,8 @@ def fast_captioner(
         linear_layers.pack_linear_layers(model, many_rows=[model.vision_model])
         linear_layers.fuse_gelu(model)
         names.append("prepacked bf16 weights")
-    if mode != FP32:
-        copy_into_memory(model)  # the float32 checkpoint's map can go
+    if on_cpu and mode in _ONNX_VISION:
+        copy_into_memory(model)  # what stays in torch lets the float32 checkpoint's map go
     pixel_dtype = model.vision_model.embeddings.patch_embedding.weight.dtype
     return Runner(
         partial(decode_greedily, model),

@@ -39,9 +39,8 @@ def supports(decoder: nn.Module) -> bool:
 class OnnxTextDecoder(nn.Module):
     """Stands in for `BlipForConditionalGeneration.text_decoder` in greedy decoding.
 
-    It keeps the torch parts (embeddings, the image's key and value layers) as submodules, so
-    `core.precision` converts them with the rest of the model; every other decoder weight lives
-    in the ONNX Runtime session only.
+    It keeps the embeddings in torch, converted with the rest of the model; the image's key and
+    value layers (`ImageKeysValues`) and every other decoder weight live in ONNX Runtime only.
     """
 
     def __init__(self, decoder: BlipTextLMHeadModel, threads: int) -> None:
