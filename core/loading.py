@@ -13,6 +13,7 @@ from torch import nn
 
 from core.errors import ModelLoadError
 from core.hub import in_hub_cache, reach_hub
+from core.memory import hold_freed_heap
 from core.precision import LOAD_DTYPES, Hardware
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ def load_weights(
     """Read `model` (`core.precision.CAPTION` or `SENTIMENT`) as stock transformers, in the
     dtype that `mode` (already resolved) loads, on `hardware`'s device."""
     started = time.perf_counter()
+    hold_freed_heap()  # this process runs models from now on (`core.memory`)
     loaded = load_pretrained(
         loader,
         name_or_path,

@@ -4,14 +4,15 @@
 - `bf16`: weights and activations in bfloat16. Fast on CPUs with `avx512_bf16` or AMX and on
   GPUs; elsewhere it is emulated and slower than fp32, so it falls back to fp32 with a log line.
 - `fp16`: float16, for GPUs; on a CPU it falls back to fp32 with a log line.
-- `int8`: every linear layer holds int8 weights in blocks of 64 inputs, each with its own
-  scale, and rounds its activations to int8 per row and block as they enter (what ONNX
-  Runtime's `MatMulNBits` computes, `core.accel.int8`); vocabulary tables keep int8 rows.
-  Each row is rounded on its own, so a text's numbers never depend on its batch. CPU only (on
-  a GPU it falls back to half precision).
+- `int8`: every linear layer holds int8 weights and rounds its activations to int8 as they
+  enter (`core.accel.int8`). Those a caption's decoding runs one token at a time keep blocks
+  of 64 weights with a scale each, activations rounded per row and block (ONNX Runtime's
+  `MatMulNBits`); those that see a whole image or text keep 7-bit weights with a scale per
+  output, activations rounded per row. Vocabulary tables keep int8 rows. Each row is rounded
+  on its own, so a text's numbers never depend on its batch. CPU only (on a GPU it falls back
+  to half precision).
 - `bf16+int8-decoder`, `fp32+int8-decoder`: the captioner in bf16 or fp32 but for its text
-  decoder, which runs in int8; what `auto` picks for the captioner on a CPU. Not settings of
-  their own.
+  decoder, which runs in int8; `auto` picks the first on CPUs with native bf16.
 - `auto`: per model and device, the fastest mode whose fidelity the benchmark
   (`python -m bench.bench_models`) has shown; docs/performance.md has the numbers.
 
@@ -158,17 +159,18 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 
 # `auto`, per device and model: the fastest mode whose fidelity the benchmark has shown
 # (docs/performance.md). On a CPU with native bf16, bf16 stays closest to fp32 (the benchmark's
-# real all-MiniLM-L6-v2: cosine 0.99996); without it, fp32. Either way the captioner's text
-# decoder runs in int8 in ONNX Runtime, whose kernel reads the weights at memory speed on
-# every CPU class, and without bf16 its vision encoder runs in ONNX Runtime's float32 graph.
-# Dynamic int8 (activations rounded over a whole batch) is never picked: a text's score then
-# depends on what other chats sent in the same batch.
+# real all-MiniLM-L6-v2: cosine 0.99996), and the captioner's text decoder runs in int8 in ONNX
+# Runtime, whose kernel reads the weights at memory speed on every CPU class. Without bf16,
+# the captioner runs in int8: its vision encoder is compute-bound, and int8 products are the
+# only way past float32's pace there. The classifier stays fp32: a reply's texts are too few
+# rows for int8 to pay. Every int8 kernel rounds each row on its own, so a text's or photo's
+# numbers never depend on what other chats sent in the same batch.
 def _auto(model: str, hardware: Hardware) -> str:
     if hardware.device != "cpu":
         return BF16 if hardware.bf16 else FP16
     if model == SENTIMENT:
         return BF16 if hardware.bf16 else FP32
-    return BF16_INT8_DECODER if hardware.bf16 else FP32_INT8_DECODER
+    return BF16_INT8_DECODER if hardware.bf16 else INT8
 
 
 def resolve(requested: str, *, model: str, hardware: Hardware, variable: str = "") -> str:

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from transformers.activations import GELUActivation, GELUTanh
 
-from core.accel.int8 import Int8Linear, OnnxLinear
+from core.accel.int8 import BlockInt8Linear, OnnxLinear, RowInt8Linear, stack_int8
 from core.accel.linear_layers import (
     PackedLinear,
     fuse_gelu,
@@ -23,40 +23,57 @@ def linear() -> nn.Linear:
     return nn.Linear(96, 40)
 
 
+INT8_LAYERS = [BlockInt8Linear, RowInt8Linear]
+
+
+@pytest.mark.parametrize("kind", INT8_LAYERS)
 @pytest.mark.parametrize("rows", [1, 3, 16, 17, 200])
 @pytest.mark.parametrize("in_features", [96, 40, 37])
-def test_int8_layers_stay_near_the_float_layer_and_match_onnx_runtime(rows, in_features):
+def test_int8_layers_stay_near_the_float_layer_and_match_onnx_runtime(kind, rows, in_features):
     torch.manual_seed(rows)
     layer = nn.Linear(in_features, 24)
-    int8 = Int8Linear(layer)
+    int8 = kind.from_linear(layer)
     inputs = torch.randn(2, rows, in_features)
     with torch.inference_mode():
         out, reference, fast = int8(inputs), layer(inputs), OnnxLinear(int8, threads=1)(inputs)
     assert out.shape == (2, rows, 24)
-    assert relative_error(out, reference) < 0.02
+    assert relative_error(out, reference) < 0.03
     assert (fast - out).abs().max() < 1e-4  # the same numbers, summed in another order
 
 
 def test_int8_weights_are_stored_as_int8_blocks_with_one_scale_each(linear):
-    int8 = Int8Linear(linear)
+    int8 = BlockInt8Linear.from_linear(linear)
     assert int8.blocks.dtype == torch.int8 and int8.blocks.shape == (40, 2, 64)
     assert int8.scales.shape == (40, 2)
     assert not any(p is linear.weight for p in int8.parameters())
 
 
-def test_an_all_zero_output_row_does_not_divide_by_zero(linear):
+def test_rows_int8_weights_keep_seven_bits_and_one_scale_per_output(linear):
+    int8 = RowInt8Linear.from_linear(linear)
+    assert int8.levels.dtype == torch.int8 and int8.levels.shape == (40, 96)
+    assert int8.levels.abs().max() == 63 and int8.scales.shape == (40,)
+
+
+@pytest.mark.parametrize("kind", INT8_LAYERS)
+def test_an_all_zero_output_row_or_input_row_does_not_divide_by_zero(kind, linear):
     with torch.no_grad():
         linear.weight[3] = 0
-    out = Int8Linear(linear)(torch.randn(2, 96))
-    assert torch.isfinite(out).all()
+    inputs = torch.randn(2, 96)
+    inputs[1] = 0
+    int8 = kind.from_linear(linear)
+    for out in (int8(inputs), OnnxLinear(int8, threads=1)(inputs)):
+        assert torch.isfinite(out).all()
 
 
-def test_a_rows_int8_result_does_not_depend_on_the_other_rows(linear):
-    int8 = Int8Linear(linear)
+@pytest.mark.parametrize("kind", INT8_LAYERS)
+def test_a_rows_int8_result_does_not_depend_on_the_other_rows(kind, linear):
+    int8 = kind.from_linear(linear)
+    fast = OnnxLinear(int8, threads=1)
     inputs = torch.randn(6, 96)
     inputs[4] *= 1000  # one loud row in the batch
     with torch.inference_mode():
-        assert (int8(inputs)[0] - int8(inputs[:1])[0]).abs().max() < 1e-5
+        for layer in (int8, fast):
+            assert (layer(inputs)[0] - layer(inputs[:1])[0]).abs().max() < 1e-5
 
 
 @pytest.mark.skipif(not packing_available(), reason="this CPU has no native bf16 for oneDNN")
@@ -73,10 +90,10 @@ def test_a_prepacked_layer_computes_what_the_plain_bf16_layer_computes(linear, s
 
 def test_every_linear_layer_is_replaced_in_place_and_others_are_left():
     model = nn.Sequential(nn.Linear(32, 32), nn.GELU(), nn.Sequential(nn.Linear(32, 8)))
-    assert replace_linear_layers(model, Int8Linear) == 2
-    assert isinstance(model[0], Int8Linear) and isinstance(model[2][0], Int8Linear)
+    assert replace_linear_layers(model, BlockInt8Linear.from_linear) == 2
+    assert isinstance(model[0], BlockInt8Linear) and isinstance(model[2][0], BlockInt8Linear)
     assert isinstance(model[1], nn.GELU)
-    assert replace_linear_layers(model, Int8Linear) == 0
+    assert replace_linear_layers(model, BlockInt8Linear.from_linear) == 0
 
 
 class Mlp(nn.Module):
@@ -127,3 +144,17 @@ def test_stacked_layers_give_each_layers_output_side_by_side():
         expected = torch.cat([layer(inputs) for layer in layers], dim=-1)
         torch.testing.assert_close(stacked(inputs), expected)
     assert (stacked.in_features, stacked.out_features) == (32, 40)
+
+
+@pytest.mark.parametrize("kind", INT8_LAYERS)
+def test_stacked_int8_layers_give_each_layers_outputs_times_its_factor(kind):
+    torch.manual_seed(1)
+    layers = [kind.from_linear(nn.Linear(70, width)) for width in (8, 24, 16)]
+    factors = [0.5, 1.0, 3.0]
+    stacked = stack_int8(layers, factors)
+    inputs = torch.randn(5, 70)
+    with torch.inference_mode():
+        expected = [layer(inputs) * f for layer, f in zip(layers, factors, strict=True)]
+        expected = torch.cat(expected, dim=-1)
+        assert type(stacked) is kind and stacked.out_features == 48
+        assert (stacked(inputs) - expected).abs().max() < 1e-5

@@ -154,10 +154,11 @@ def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, cap
 
 
 def test_auto_choices_on_the_cpu():
-    # Every CPU class decodes captions in int8 (VNNI or not); bf16 where the CPU runs it, else fp32.
+    # Every CPU class decodes captions in int8; bf16 where the CPU runs it, else int8 captions
+    # and fp32 texts.
     assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITH_BF16) == BF16_INT8_DECODER
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITH_BF16) == BF16
-    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == FP32_INT8_DECODER
+    assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == INT8
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == FP32
 
 

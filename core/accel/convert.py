@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from core.accel.embeddings import quantize_word_embeddings
-from core.accel.int8 import Int8Linear
+from core.accel.int8 import BlockInt8Linear, RowInt8Linear
 from core.accel.linear_layers import replace_linear_layers
+from core.memory import page_out, release_freed_memory
 from core.precision import BF16, FP16, INT8, INT8_DECODER_BASES
 
 # Where the captioner's int8-decoder modes keep int8 weights.
@@ -31,20 +32,51 @@ def to_stock_form(model: nn.Module, mode: str) -> nn.Module:
     """Convert `model` in place to `mode` and return it.
 
     bf16 and fp16 cast the weights (a model loaded in that dtype is left as it is). In int8
-    parts (`int8_parts`) every `nn.Linear` becomes an `Int8Linear` and every vocabulary table
-    an `Int8Embedding`; what is left keeps the mode's float format. No copy of a replaced
-    float weight stays alive once this returns.
+    parts (`int8_parts`) every `nn.Linear` becomes a `BlockInt8Linear` if it runs one token at a
+    time (`stepwise_layers`), else a `RowInt8Linear`, and every vocabulary table an
+    `Int8Embedding`; what is left keeps the mode's float format. No copy of a replaced float
+    weight stays alive once this returns.
     """
     parts = int8_parts(model, mode)
     if parts:
         copy_into_memory(model, skip=linear_weights(parts))
+        stepwise = stepwise_layers(model)
+
+        def quantized(layer: nn.Linear) -> nn.Module:
+            kind = BlockInt8Linear if id(layer) in stepwise else RowInt8Linear
+            int8 = kind.from_linear(layer)
+            # Rounding a layer makes float copies of its weight. glibc keeps such freed heap
+            # for reuse, and layer after layer it piled up: 2.5 GB at the peak for BLIP.
+            release_freed_memory()
+            page_out(layer.weight)  # read once from the checkpoint's map, never again
+            return int8
+
         for part in parts:
-            replace_linear_layers(part, Int8Linear)
+            replace_linear_layers(part, quantized)
             quantize_word_embeddings(part)
     base = INT8_DECODER_BASES.get(mode, mode)
     if base in (BF16, FP16):
         model.to(torch.float16 if base == FP16 else torch.bfloat16)
     return model
+
+
+def stepwise_layers(model: nn.Module) -> set[int]:
+    """The linear layers (by id) that a caption's decoding runs one token per photo at a time:
+    all of a captioner's text decoder but its cross-attention keys and values, which see the
+    whole image at once. Every other layer sees a whole image or text."""
+    decoder = getattr(model, TEXT_DECODER, None)
+    if decoder is None:
+        return set()
+    image_side = {
+        id(linear)
+        for layer in decoder.bert.encoder.layer
+        for linear in (layer.crossattention.self.key, layer.crossattention.self.value)
+    }
+    return {
+        id(linear)
+        for linear in decoder.modules()
+        if isinstance(linear, nn.Linear) and id(linear) not in image_side
+    }
 
 
 def linear_weights(modules: Iterable[nn.Module]) -> set[int]:

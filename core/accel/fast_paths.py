@@ -1,4 +1,7 @@
-"""The fast path for each model, mode and device: built from a freshly loaded stock model.
+"""The fast path for each model, mode and device.
+
+The captioner's is built in place from the stock model in its mode's form (`to_stock_form`),
+whose int8 layers the ONNX graphs take as they are; the classifier's from a fresh load.
 
 Captioner:
 - the vision encoder's attention on PyTorch's fused kernel (`vision_attention`); on a CPU, in
@@ -25,8 +28,7 @@ from transformers import BlipForConditionalGeneration, PreTrainedModel
 from core.accel import linear_layers, onnx_decoder, onnx_vision
 from core.accel.caption_decoding import decode_greedily, unsafe_generation_settings
 from core.accel.convert import copy_into_memory, int8_parts, to_stock_form
-from core.accel.embeddings import quantize_word_embeddings
-from core.accel.int8 import Int8Linear, OnnxLinear
+from core.accel.int8 import BlockInt8Linear, OnnxLinear, RowInt8Linear
 from core.accel.runner import Runner
 from core.accel.sentiment_encoding import LeanPass, encodes_plainly, fuse_query_key_value
 from core.accel.stock import device_of, input_dtype
@@ -34,8 +36,8 @@ from core.accel.vision_attention import fuse_vision_attention
 from core.config import GenerationSettings
 from core.precision import BF16, FP32, FP32_INT8_DECODER, INT8, INT8_DECODER_BASES, Hardware
 
-# Modes whose vision encoder runs in ONNX Runtime on a CPU, and in which kernel.
-_ONNX_VISION = {FP32_INT8_DECODER: False, INT8: True}
+# Modes whose vision encoder runs in ONNX Runtime on a CPU, and its layers' number format.
+_ONNX_VISION = {FP32_INT8_DECODER: "float32", INT8: "int8"}
 
 
 class NotSupported(Exception):
@@ -60,19 +62,14 @@ def fast_captioner(
         decoder = model.text_decoder
         if not onnx_decoder.supports(decoder):
             raise NotSupported("its text decoder is not one the ONNX graph reproduces")
-        quantize_word_embeddings(decoder)  # as `to_stock_form` does in int8 parts
         model.text_decoder = onnx_decoder.OnnxTextDecoder(decoder, threads=threads)
         names.append("int8 decoder in ONNX Runtime")
     if on_cpu and mode in _ONNX_VISION:
         if not onnx_vision.supports(model.vision_model):
             raise NotSupported("its vision encoder is not one the ONNX graph reproduces")
-        int8 = _ONNX_VISION[mode]
-        model.vision_model = onnx_vision.OnnxVisionEncoder(
-            model.vision_model, int8=int8, threads=threads
-        )
-        names.append(f"{'int8' if int8 else 'float32'} vision encoder in ONNX Runtime")
+        model.vision_model = onnx_vision.OnnxVisionEncoder(model.vision_model, threads=threads)
+        names.append(f"{_ONNX_VISION[mode]} vision encoder in ONNX Runtime")
     base = INT8_DECODER_BASES.get(mode, mode)
-    to_stock_form(model, FP32 if base == INT8 else base)
     if on_cpu and base == BF16 and linear_layers.packing_available():
         linear_layers.pack_linear_layers(model, many_rows=[model.vision_model])
         linear_layers.fuse_gelu(model)
@@ -105,7 +102,9 @@ def fast_classifier(
     if int8_parts(model, mode):
         threads = torch.get_num_threads()
         linear_layers.replace_modules(
-            model, lambda child: isinstance(child, Int8Linear), partial(OnnxLinear, threads=threads)
+            model,
+            lambda child: isinstance(child, (BlockInt8Linear, RowInt8Linear)),
+            partial(OnnxLinear, threads=threads),
         )
         names.append("int8 layers in ONNX Runtime")
     layers = None

@@ -5,10 +5,11 @@ costs what reading them costs. `MatMulNBits` (`core.accel.onnx_graph`) reads int
 memory speed on every CPU class, a quarter of float32's bytes (docs/performance.md).
 
 So one greedy step of the decoder (its 12 layers, the language-model head and the argmax) is
-one ONNX graph, built here from the model's float weights when it is loaded. Two parts stay in
-torch, in the precision of the rest of the model: the token and position embeddings (a lookup)
-and the image's cross-attention keys and values, computed once per photo with 577 rows. The
-greedy loop around the steps is `core.accel.caption_decoding`'s, shared with the torch decoder.
+one ONNX graph, built at load from the int8 layers of the decoder's stock form
+(`core.accel.convert`), with their very weights. The token and position embeddings (a lookup)
+stay in torch; the image's cross-attention keys and values, computed once per photo from its
+577 rows, are two more int8 products (`ImageKeysValues`). The greedy loop around the steps is
+`core.accel.caption_decoding`'s, shared with the torch decoder.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from transformers.models.blip.modeling_blip_text import (
 )
 
 from core.accel.caption_decoding import Step
-from core.accel.int8 import Int8Linear, OnnxLinear
-from core.accel.linear_layers import stack_linear_layers
+from core.accel.int8 import OnnxLinear, in_graph, stack_int8
 from core.accel.onnx_graph import GELU, Graph, as_numpy, session
 
 
@@ -89,27 +89,28 @@ class ImageKeysValues(nn.Module):
     and in the layouts the graph reads: (layer, batch, head, head size, image) for the keys,
     (layer, batch, head, image, head size) for the values.
 
-    All layers' keys come out of one int8 product, and all values out of another, computed as
-    the decoder's other int8 layers compute (`core.accel.int8`): one row of the image at a time.
+    All layers' keys come out of one int8 product, and all values out of another, in the
+    kernel for many rows (`core.accel.int8.RowInt8Linear`): one row of the image at a time.
     """
 
     def __init__(self, crosses: Sequence[BlipTextSelfAttention], heads: int, threads: int) -> None:
         super().__init__()
         self.layers, self.heads = len(crosses), heads
         self.keys, self.values = (
-            OnnxLinear(
-                Int8Linear(stack_linear_layers([getattr(c, part) for c in crosses])), threads
-            )
+            OnnxLinear(stack_int8([getattr(cross, part) for cross in crosses]), threads)
             for part in ("key", "value")
         )
         self.head_size = self.keys.out_features // (self.layers * heads)
 
     def forward(self, image_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, image, _ = image_embeds.shape
-        by_head = (batch, image, self.layers, self.heads, self.head_size)
-        keys_t = self.keys(image_embeds).float().view(by_head).permute(2, 0, 3, 4, 1)
-        values = self.values(image_embeds).float().view(by_head).permute(2, 0, 3, 1, 4)
-        return keys_t.contiguous(), values.contiguous()
+        keys_t = torch.empty(self.layers, batch, self.heads, self.head_size, image)
+        values = torch.empty(self.layers, batch, self.heads, image, self.head_size)
+        by_head = (image, self.layers, self.heads, self.head_size)
+        for index, photo in enumerate(image_embeds):  # one at a time: see `OnnxVisionEncoder`
+            keys_t[:, index] = self.keys(photo).float().view(by_head).permute(1, 2, 3, 0)
+            values[:, index] = self.values(photo).float().view(by_head).permute(1, 2, 0, 3)
+        return keys_t, values
 
 
 def build_step(decoder: BlipTextLMHeadModel) -> onnx.ModelProto:
@@ -120,20 +121,14 @@ def build_step(decoder: BlipTextLMHeadModel) -> onnx.ModelProto:
     for index, layer in enumerate(decoder.bert.encoder.layer):
         attention = layer.attention.self
         # Queries come scaled by head size ** -0.5, as attention scores need them.
-        scale = torch.tensor([graph.scale, 1.0, 1.0]).repeat_interleave(config.hidden_size)
-        fused = [attention.query, attention.key, attention.value]
-        query, key, value = graph.split(
-            graph.linear(
-                states,
-                torch.cat([linear.weight for linear in fused]) * scale[:, None],
-                torch.cat([linear.bias for linear in fused]) * scale,
-            ),
-            3,
+        fused = stack_int8(
+            [attention.query, attention.key, attention.value], [graph.scale, 1.0, 1.0]
         )
+        query, key, value = graph.split(in_graph(graph, states, fused), 3)
         keys_t = graph.cache("key", index, graph.heads(key, transposed=True))
         values = graph.cache("value", index, graph.heads(value))
         context = graph.attend(graph.heads(query), keys_t, values)
-        states = graph.add_and_norm(context, states, layer.attention.output)
+        states = _output(graph, context, states, layer.attention.output)
         image_keys = graph.input(
             f"image_keys_t.{index}", TensorProto.FLOAT, graph.image_shape(keys=True)
         )
@@ -141,18 +136,21 @@ def build_step(decoder: BlipTextLMHeadModel) -> onnx.ModelProto:
             f"image_values.{index}", TensorProto.FLOAT, graph.image_shape(keys=False)
         )
         cross = layer.crossattention.self.query
-        query = graph.heads(
-            graph.linear(states, cross.weight * graph.scale, cross.bias * graph.scale)
-        )
+        query = graph.heads(in_graph(graph, states, cross, graph.scale))
         context = graph.attend(query, image_keys, image_values)
-        states = graph.add_and_norm(context, states, layer.crossattention.output)
-        hidden = graph.gelu(graph.module(states, layer.intermediate.dense), config.hidden_act)
-        states = graph.add_and_norm(hidden, states, layer.output)
+        states = _output(graph, context, states, layer.crossattention.output)
+        hidden = graph.gelu(in_graph(graph, states, layer.intermediate.dense), config.hidden_act)
+        states = _output(graph, hidden, states, layer.output)
     head = decoder.cls.predictions
-    hidden = graph.gelu(graph.module(states, head.transform.dense), config.hidden_act)
+    hidden = graph.gelu(in_graph(graph, states, head.transform.dense), config.hidden_act)
     hidden = graph.norm(hidden, head.transform.LayerNorm)
-    logits = graph.module(hidden, head.decoder)
+    logits = in_graph(graph, hidden, head.decoder)
     graph.output(
         graph.node("ArgMax", logits, axis=-1, keepdims=0), "next_tokens", TensorProto.INT64
     )
     return graph.model("blip_text_decoder_step")
+
+
+def _output(graph: Graph, x: str, states: str, output: nn.Module) -> str:
+    """BERT's output of a block: project, add the residual, LayerNorm."""
+    return graph.add_and_norm(in_graph(graph, x, output.dense), states, output.LayerNorm)

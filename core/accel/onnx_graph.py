@@ -1,10 +1,17 @@
 """ONNX graphs built by hand from a loaded model's weights, and the session that runs them.
 
 The building blocks cover what BLIP's and RoBERTa's layers need. A linear layer runs in one
-of two kernels: float32 `MatMul`, or `MatMulNBits` with int8 weights in blocks of 64 along the
-input, each with its own scale, and activations rounded to int8 per row and block as they
-enter (`accuracy_level=4`). Both compute each row on its own, so a request's numbers do not
-depend on what it is batched with (docs/performance.md has the kernels' speed per CPU class).
+of three kernels (`core.accel.int8` holds the int8 layers and puts each in its own):
+- float32: `MatMul`.
+- int8 blocks: `MatMulNBits` with int8 weights in blocks of 64 along the input, each with its
+  own scale, and activations rounded to int8 per row and block as they enter
+  (`accuracy_level=4`). It reads its weights at memory speed: for one row at a time, as a
+  caption's decoding step has.
+- int8 rows: `MatMulIntegerToFloat` with 7-bit weights, one scale per output, and each row
+  of activations rounded to int8 with its own scale in the graph: u8 × s8 integer products,
+  about twice float32's pace on AVX2, for many rows at once (an image, packed texts).
+All three compute each row on its own, so a request's numbers do not depend on what it is
+batched with (docs/performance.md has the kernels' speed per CPU class).
 """
 
 from __future__ import annotations
@@ -28,7 +35,15 @@ _IR_VERSION = 10
 _OPSETS = [helper.make_opsetid("", 20), helper.make_opsetid("com.microsoft", 1)]
 # transformers' activation names → ONNX `Gelu`'s `approximate`.
 GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh"}
-_MICROSOFT_OPS = {"MatMulNBits", "SkipLayerNormalization"}
+_MICROSOFT_OPS = {
+    "MatMulNBits",
+    "MatMulIntegerToFloat",
+    "MultiHeadAttention",
+    "SkipLayerNormalization",
+}
+# Activations round to ±127 per row. Weights in the rows kernel keep ±63: without VNNI, x86
+# int8 kernels add pairs of u8 × s8 products in 16 bits, which 8-bit weights can overflow.
+ACTIVATION_LEVELS, ROW_WEIGHT_LEVELS = 127, 63
 
 
 def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSession:
@@ -52,20 +67,11 @@ def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessio
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def linear_graph(linear: nn.Linear) -> onnx.ModelProto:
-    """One linear layer as the decoder's graph computes it, input `x`, output `y`: what the
-    benchmark measures this kernel's fidelity with."""
-    graph = Graph(1, linear.in_features)
-    x = graph.input("x", TensorProto.FLOAT, ["rows", linear.in_features])
-    graph.output(graph.module(x, linear), "y", TensorProto.FLOAT, ["rows", linear.out_features])
-    return graph.model("linear")
-
-
 class Graph:
     """The handful of ONNX building blocks a BERT-style decoder step needs."""
 
-    def __init__(self, heads: int, hidden_size: int, *, int8: bool = True) -> None:
-        self.int8, self.heads_count = int8, heads
+    def __init__(self, heads: int, hidden_size: int) -> None:
+        self.heads_count = heads
         self.head_size = hidden_size // heads
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
@@ -119,17 +125,60 @@ class Graph:
         return name
 
     def linear(self, x: str, weight: torch.Tensor, bias: torch.Tensor | None) -> str:
-        """`x @ weight.T + bias`, in the graph's kernel: int8 blocks (`MatMulNBits`) or float32."""
-        in_features = weight.shape[1]
-        weight = weight.detach().float()
-        if not self.int8:
-            product = self.node("MatMul", x, self.constant(weight.T.contiguous().numpy()))
-            if bias is None:
-                return product
-            return self.node("Add", product, self.constant(bias.detach().float().numpy()))
-        return self.quantized(x, *quantize_blocks(weight, BLOCK_SIZE), bias, in_features)
+        """float32: `x @ weight.T + bias`."""
+        weight = weight.detach().float().T.contiguous().numpy()
+        return self._add_bias(self.node("MatMul", x, self.constant(weight)), bias)
 
-    def quantized(
+    def _add_bias(self, product: str, bias: torch.Tensor | None) -> str:
+        if bias is None:
+            return product
+        return self.node("Add", product, self.constant(bias.detach().float().numpy()))
+
+    def rows_product(
+        self, x: str, levels: np.ndarray, scales: np.ndarray, bias: torch.Tensor | None
+    ) -> str:
+        """int8 rows: each row of `x` rounded to int8 with its own scale (largest / 127),
+        multiplied in integers by `levels` (`quantize_rows`' layout), then rescaled."""
+        largest = self.node("ReduceMax", self.node("Abs", x), self._last_axis, keepdims=1)
+        scale = self.node("Max", self.node("Mul", largest, self._per_level), self._tiny)
+        rounded = self.node("Round", self.node("Div", x, scale))
+        # Stored +128 as uint8: the u8 × s8 product is the one every x86 CPU runs fast.
+        as_uint8 = self.node("Cast", self.node("Add", rounded, self._offset), to=TensorProto.UINT8)
+        product = self.node(
+            "MatMulIntegerToFloat",
+            as_uint8,
+            self.constant(levels.T.copy()),
+            self._one,
+            self.constant(scales),
+            self._offset_uint8,
+        )
+        return self._add_bias(self.node("Mul", product, scale), bias)
+
+    @functools.cached_property
+    def _last_axis(self) -> str:
+        return self.constant(np.array([-1], "i8"))
+
+    @functools.cached_property
+    def _tiny(self) -> str:
+        return self.constant(np.array(np.finfo(np.float32).tiny, "f4"))
+
+    @functools.cached_property
+    def _per_level(self) -> str:
+        return self.constant(np.array(1 / ACTIVATION_LEVELS, "f4"))
+
+    @functools.cached_property
+    def _offset(self) -> str:
+        return self.constant(np.array(128, "f4"))
+
+    @functools.cached_property
+    def _offset_uint8(self) -> str:
+        return self.constant(np.array(128, "u1"))
+
+    @functools.cached_property
+    def _one(self) -> str:
+        return self.constant(np.array(1, "f4"))
+
+    def blocks_product(
         self,
         x: str,
         blocks: np.ndarray,
@@ -137,7 +186,8 @@ class Graph:
         bias: torch.Tensor | None,
         in_features: int,
     ) -> str:
-        """`MatMulNBits` over int8 `blocks` (`quantize_blocks`' layout) and their scales."""
+        """int8 blocks: `MatMulNBits` over int8 `blocks` (`quantize_blocks`' layout) and
+        their scales."""
         out_features, count, block_size = blocks.reshape(len(blocks), -1, BLOCK_SIZE).shape
         optional = [] if bias is None else ["", "", self.constant(bias.detach().float().numpy())]
         return self.node(
@@ -152,9 +202,6 @@ class Graph:
             block_size=BLOCK_SIZE,
             accuracy_level=4,  # int8 products: what makes it fast
         )
-
-    def module(self, x: str, linear: nn.Linear) -> str:
-        return self.linear(x, linear.weight, linear.bias)
 
     def norm(self, x: str, layer_norm: nn.LayerNorm) -> str:
         return self.node(
@@ -177,10 +224,8 @@ class Graph:
         context = self.node("MatMul", self.node("Softmax", scores, axis=-1), values)
         return self.node("Reshape", context, self._merge_heads)
 
-    def add_and_norm(self, x: str, states: str, output: nn.Module) -> str:
-        """BERT's output of a block: project, add the residual, LayerNorm, in two nodes."""
-        projected = self.module(x, output.dense)
-        norm = output.LayerNorm
+    def add_and_norm(self, projected: str, states: str, norm: nn.LayerNorm) -> str:
+        """BERT's output of a block, once projected: add the residual, LayerNorm, one node."""
         return self.node(
             "SkipLayerNormalization", projected, states, *self._affine(norm), epsilon=norm.eps
         )
@@ -227,6 +272,15 @@ def quantize_blocks(weight: torch.Tensor, block_size: int) -> tuple[np.ndarray, 
     scales = padded.abs().amax(dim=-1).clamp(min=torch.finfo(torch.float32).tiny) / 127
     quantized = torch.round(padded / scales[..., None]).clamp(-127, 127) + 128
     return quantized.to(torch.uint8).numpy(), scales.reshape(-1).numpy()
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The int8 rows kernel's weights: levels within ±`ROW_WEIGHT_LEVELS`, one float32 scale
+    per output (its largest absolute weight / `ROW_WEIGHT_LEVELS`); (out, in) and (out,)."""
+    scales = weight.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny)
+    scales = scales / ROW_WEIGHT_LEVELS
+    levels = torch.round(weight / scales[:, None]).clamp(-ROW_WEIGHT_LEVELS, ROW_WEIGHT_LEVELS)
+    return levels.to(torch.int8).numpy(), scales.numpy()
 
 
 def as_numpy(tensor: torch.Tensor) -> np.ndarray:
