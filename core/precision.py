@@ -161,15 +161,15 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 # (docs/performance.md). On a CPU with native bf16, bf16 stays closest to fp32 (the benchmark's
 # real all-MiniLM-L6-v2: cosine 0.99996), and the captioner's text decoder runs in int8 in ONNX
 # Runtime, whose kernel reads the weights at memory speed on every CPU class. Without bf16,
-# the captioner runs in int8: its vision encoder is compute-bound, and int8 products are the
-# only way past float32's pace there. The classifier stays fp32: a reply's texts are too few
-# rows for int8 to pay. Every int8 kernel rounds each row on its own, so a text's or photo's
-# numbers never depend on what other chats sent in the same batch.
+# both models run in int8: a photo's vision encoder and a reply's texts are compute-bound,
+# and int8 products are the only way past float32's pace there (about twice it, for half the
+# memory). Every int8 kernel rounds each row on its own, so a text's or photo's numbers never
+# depend on what other chats sent in the same batch.
 def _auto(model: str, hardware: Hardware) -> str:
     if hardware.device != "cpu":
         return BF16 if hardware.bf16 else FP16
     if model == SENTIMENT:
-        return BF16 if hardware.bf16 else FP32
+        return BF16 if hardware.bf16 else INT8
     return BF16_INT8_DECODER if hardware.bf16 else INT8
 
 

@@ -154,19 +154,18 @@ def test_auto_resolves_to_a_concrete_mode_the_hardware_runs(model, hardware, cap
 
 
 def test_auto_choices_on_the_cpu():
-    # Every CPU class decodes captions in int8; bf16 where the CPU runs it, else int8 captions
-    # and fp32 texts.
+    # Every CPU class decodes captions in int8; bf16 where the CPU runs it, else int8.
     assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITH_BF16) == BF16_INT8_DECODER
     assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITH_BF16) == BF16
     assert precision.resolve(AUTO, model=CAPTION, hardware=CPU_WITHOUT_BF16) == INT8
-    assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == FP32
+    assert precision.resolve(AUTO, model=SENTIMENT, hardware=CPU_WITHOUT_BF16) == INT8
 
 
 def test_auto_loads_and_runs(tiny_models):
     classifier = SentimentClassifier.from_pretrained(
         str(tiny_models.sentiment), precision=AUTO, hardware=CPU_WITHOUT_BF16
     )
-    assert classifier.precision == FP32 and len(classifier(TEXTS)) == 3
+    assert classifier.precision == INT8 and len(classifier(TEXTS)) == 3
     captioner = Captioner.from_pretrained(
         str(tiny_models.caption), precision=AUTO, hardware=CPU_WITH_BF16
     )

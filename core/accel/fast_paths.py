@@ -25,10 +25,9 @@ from pathlib import Path
 import torch
 from transformers import BlipForConditionalGeneration, PreTrainedModel
 
-from core.accel import linear_layers, onnx_decoder, onnx_vision
+from core.accel import linear_layers, onnx_decoder, onnx_encoder, onnx_vision
 from core.accel.caption_decoding import decode_greedily, unsafe_generation_settings
 from core.accel.convert import copy_into_memory, int8_parts, to_stock_form
-from core.accel.int8 import BlockInt8Linear, OnnxLinear, RowInt8Linear
 from core.accel.runner import Runner
 from core.accel.sentiment_encoding import LeanPass, encodes_plainly, fuse_query_key_value
 from core.accel.stock import device_of, input_dtype
@@ -99,15 +98,13 @@ def fast_classifier(
         # would be held beside the mapped originals.
         fuse_query_key_value(model)
     to_stock_form(model, mode)
-    if int8_parts(model, mode):
-        threads = torch.get_num_threads()
-        linear_layers.replace_modules(
-            model,
-            lambda child: isinstance(child, (BlockInt8Linear, RowInt8Linear)),
-            partial(OnnxLinear, threads=threads),
-        )
-        names.append("int8 layers in ONNX Runtime")
     layers = None
+    if int8_parts(model, mode):
+        if not onnx_encoder.supports(model):
+            raise NotSupported("its layers are not ones the ONNX graph reproduces")
+        layers = onnx_encoder.OnnxEncoderLayers(model, threads=torch.get_num_threads())
+        model.roberta.encoder.layer = torch.nn.ModuleList()  # the graph holds them
+        names.append("int8 layers in one ONNX Runtime graph")
     if on_cpu and mode == BF16 and linear_layers.packing_available():
         linear_layers.pack_linear_layers(model)
         linear_layers.fuse_gelu(model)

@@ -139,6 +139,12 @@ def in_graph(graph: Graph, x: str, layer: nn.Linear | Int8Layer, factor: float =
     return graph.linear(x, layer.weight * factor, bias)
 
 
+def block_output(graph: Graph, x: str, states: str, output: nn.Module) -> str:
+    """A BERT-style block's output (`dense`, then `LayerNorm` over it plus the residual
+    `states`) as nodes of `graph`."""
+    return graph.add_and_norm(in_graph(graph, x, output.dense), states, output.LayerNorm)
+
+
 class OnnxLinear(nn.Module):
     """An int8 layer's weights in an ONNX Runtime session of their own: the same numbers, fast."""
 

@@ -27,7 +27,7 @@ from transformers.models.blip.modeling_blip_text import (
 )
 
 from core.accel.caption_decoding import Step
-from core.accel.int8 import OnnxLinear, in_graph, stack_int8
+from core.accel.int8 import OnnxLinear, block_output, in_graph, stack_int8
 from core.accel.onnx_graph import GELU, Graph, as_numpy, session
 
 
@@ -128,7 +128,7 @@ def build_step(decoder: BlipTextLMHeadModel) -> onnx.ModelProto:
         keys_t = graph.cache("key", index, graph.heads(key, transposed=True))
         values = graph.cache("value", index, graph.heads(value))
         context = graph.attend(graph.heads(query), keys_t, values)
-        states = _output(graph, context, states, layer.attention.output)
+        states = block_output(graph, context, states, layer.attention.output)
         image_keys = graph.input(
             f"image_keys_t.{index}", TensorProto.FLOAT, graph.image_shape(keys=True)
         )
@@ -138,9 +138,9 @@ def build_step(decoder: BlipTextLMHeadModel) -> onnx.ModelProto:
         cross = layer.crossattention.self.query
         query = graph.heads(in_graph(graph, states, cross, graph.scale))
         context = graph.attend(query, image_keys, image_values)
-        states = _output(graph, context, states, layer.crossattention.output)
+        states = block_output(graph, context, states, layer.crossattention.output)
         hidden = graph.gelu(in_graph(graph, states, layer.intermediate.dense), config.hidden_act)
-        states = _output(graph, hidden, states, layer.output)
+        states = block_output(graph, hidden, states, layer.output)
     head = decoder.cls.predictions
     hidden = graph.gelu(in_graph(graph, states, head.transform.dense), config.hidden_act)
     hidden = graph.norm(hidden, head.transform.LayerNorm)
@@ -149,8 +149,3 @@ def build_step(decoder: BlipTextLMHeadModel) -> onnx.ModelProto:
         graph.node("ArgMax", logits, axis=-1, keepdims=0), "next_tokens", TensorProto.INT64
     )
     return graph.model("blip_text_decoder_step")
-
-
-def _output(graph: Graph, x: str, states: str, output: nn.Module) -> str:
-    """BERT's output of a block: project, add the residual, LayerNorm."""
-    return graph.add_and_norm(in_graph(graph, x, output.dense), states, output.LayerNorm)
