@@ -27,6 +27,7 @@ from torch import nn
 from bench.bench_models import cpu_class_here
 from core.accel.int8 import BlockInt8Linear, OnnxLinear, RowInt8Linear
 from core.accel.onnx_graph import Graph, session
+from core.memory import hold_freed_heap
 
 SHAPES = [(577, 768, 3072), (577, 3072, 768), (4616, 768, 3072), (1, 768, 3072)]
 
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    hold_freed_heap()  # as a process that has loaded models runs (`core.loading`)
     cpu = cpu_class_here()
     results = measure(args.rounds, args.threads)
     print(f"CPU class: {cpu}, {args.threads} threads, {args.rounds} rounds in turn")

@@ -32,9 +32,9 @@ def hold_freed_heap() -> None:
 
     By default glibc maps blocks of some MB afresh and hands a freed top of the heap straight
     back, so each of a model call's large activations is faulted in page by page, at every
-    call: an int8 vision encoder took 515 against 433 ms a photo (side by side). Whoever runs
-    the models calls `release_freed_memory` when they go idle, as `bot.inference` does; from
-    then on the process holds its busy memory only while busy. A no-op elsewhere than glibc.
+    call: a sixth of an int8 vision encoder's time. Whoever runs the models calls
+    `release_freed_memory` when they go idle, as `bot.inference` does; from then on the
+    process holds its busy memory only while busy. A no-op elsewhere than glibc.
     """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6")
@@ -52,7 +52,7 @@ def page_out(tensor: torch.Tensor) -> None:
 
     A checkpoint is memory-mapped, and every page of it that a conversion has read stays in
     the process's memory until the last tensor of the file is gone: while BLIP was rounded to
-    int8 layer by layer, its float32 file filled up to 1 GB of it. A no-op where madvise or
+    int8 layer by layer, its whole float32 file piled up there. A no-op where madvise or
     MADV_PAGEOUT is missing.
     """
     start = tensor.data_ptr()

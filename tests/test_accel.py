@@ -8,14 +8,26 @@ import logging
 
 import pytest
 import torch
+from transformers import BlipForConditionalGeneration
 
 import core.accel
 from core import accel
 from core.accel import fast_paths
+from core.accel.convert import to_stock_form
+from core.accel.int8 import Int8Layer
 from core.captioner import Captioner
 from core.config import GenerationSettings, Settings
 from core.images import load_image
-from core.precision import AUTO, BF16, FP32, INT8, Hardware, cap_flags, cpu_class
+from core.precision import (
+    AUTO,
+    BF16,
+    BF16_INT8_DECODER,
+    FP32,
+    INT8,
+    Hardware,
+    cap_flags,
+    cpu_class,
+)
 from core.sentiment import SentimentClassifier
 from tests.hardware import CPU_WITH_BF16, CPU_WITHOUT_BF16
 from tests.pictures import picture
@@ -190,3 +202,12 @@ def test_a_cpu_can_act_as_a_lesser_class(cap, bf16, amx, name):
 def test_the_cpu_class_is_a_setting():
     assert Settings.from_env({"MOOD_CPU_CLASS": "AVX2"}, dotenv_path=None).cpu_class == "avx2"
     assert Settings.from_env({}, dotenv_path=None).cpu_class == ""
+
+
+def test_int8_layers_keep_float32_scales_in_a_bf16_model(tiny_models):
+    model = BlipForConditionalGeneration.from_pretrained(str(tiny_models.caption))
+    to_stock_form(model, BF16_INT8_DECODER)
+    int8 = [layer for layer in model.modules() if isinstance(layer, Int8Layer)]
+    assert int8 and all(layer.scales.dtype == torch.float32 for layer in int8)
+    assert model.vision_model.embeddings.patch_embedding.weight.dtype == torch.bfloat16
+    assert model.text_decoder.bert.embeddings.LayerNorm.weight.dtype == torch.bfloat16

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from core.accel.embeddings import quantize_word_embeddings
-from core.accel.int8 import BlockInt8Linear, RowInt8Linear
+from core.accel.int8 import BlockInt8Linear, Int8Layer, RowInt8Linear
 from core.accel.linear_layers import replace_linear_layers
 from core.memory import page_out, release_freed_memory
 from core.precision import BF16, FP16, INT8, INT8_DECODER_BASES
@@ -46,7 +46,7 @@ def to_stock_form(model: nn.Module, mode: str) -> nn.Module:
             kind = BlockInt8Linear if id(layer) in stepwise else RowInt8Linear
             int8 = kind.from_linear(layer)
             # Rounding a layer makes float copies of its weight. glibc keeps such freed heap
-            # for reuse, and layer after layer it piled up: 2.5 GB at the peak for BLIP.
+            # for reuse, and layer after layer it piled up past fp32's whole footprint.
             release_freed_memory()
             page_out(layer.weight)  # read once from the checkpoint's map, never again
             return int8
@@ -56,8 +56,21 @@ def to_stock_form(model: nn.Module, mode: str) -> nn.Module:
             quantize_word_embeddings(part)
     base = INT8_DECODER_BASES.get(mode, mode)
     if base in (BF16, FP16):
-        model.to(torch.float16 if base == FP16 else torch.bfloat16)
+        cast_floats(model, torch.float16 if base == FP16 else torch.bfloat16)
     return model
+
+
+def cast_floats(model: nn.Module, dtype: torch.dtype) -> None:
+    """`model.to(dtype)`, but for int8 layers, whose scales and biases stay float32: their
+    products are computed in float32 (`core.accel.int8`), and a scale rounded to bf16 would
+    add its own error to every weight of its block or row."""
+    for module in model.modules():
+        if isinstance(module, Int8Layer):
+            continue
+        tensors = (*module.parameters(recurse=False), *module.buffers(recurse=False))
+        for tensor in tensors:
+            if tensor.is_floating_point():
+                tensor.data = tensor.data.to(dtype)
 
 
 def stepwise_layers(model: nn.Module) -> set[int]:

@@ -130,8 +130,7 @@ def in_graph(graph: Graph, x: str, layer: nn.Linear | Int8Layer, factor: float =
     """`layer(x) * factor` as nodes of `graph`, in the layer's own kernel and weights."""
     bias = None if layer.bias is None else layer.bias.detach().float() * factor
     if isinstance(layer, Int8Layer):
-        # Scales are float32, or bf16 in a model cast to bf16 with them (`to_stock_form`).
-        scales = (layer.scales.float() * factor).numpy()
+        scales = (layer.scales * factor).numpy()
         if isinstance(layer, RowInt8Linear):
             return graph.rows_product(x, layer.levels.numpy(), scales, bias)
         blocks = layer.blocks.view(torch.uint8).numpy()
