@@ -19,6 +19,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,29 +27,23 @@ from torch import nn
 
 from bench.bench_models import cpu_class_here
 from core.accel.int8 import BlockInt8Linear, OnnxLinear, RowInt8Linear
-from core.accel.onnx_graph import Graph, session
 from core.memory import hold_freed_heap
 
 SHAPES = [(577, 768, 3072), (577, 3072, 768), (4616, 768, 3072), (1, 768, 3072)]
 
 
-def onnx_float32(linear: nn.Linear, threads: int) -> Callable[[np.ndarray], object]:
-    graph = Graph(1, linear.in_features)
-    x = graph.input("x", 1, ["rows", linear.in_features])
-    graph.output(graph.linear(x, linear.weight, linear.bias), "y", 1, ["rows", "out"])
-    runs = session(graph.model("linear"), threads)
-    return lambda rows: runs.run(None, {"x": rows})
-
-
 def kernels(linear: nn.Linear, threads: int) -> dict[str, Callable[[np.ndarray], object]]:
-    rows_int8 = OnnxLinear(RowInt8Linear.from_linear(linear), threads)
-    blocks_int8 = OnnxLinear(BlockInt8Linear.from_linear(linear), threads)
-    return {
-        "torch float32": lambda rows: linear(torch.from_numpy(rows)),
-        "onnx float32": onnx_float32(linear, threads),
-        "onnx int8 rows": lambda rows: rows_int8(torch.from_numpy(rows)),
-        "onnx int8 blocks": lambda rows: blocks_int8(torch.from_numpy(rows)),
+    layers = {
+        "torch float32": linear,
+        "onnx float32": OnnxLinear(linear, threads),
+        "onnx int8 rows": OnnxLinear(RowInt8Linear.from_linear(linear), threads),
+        "onnx int8 blocks": OnnxLinear(BlockInt8Linear.from_linear(linear), threads),
     }
+    return {name: partial(_run, layer) for name, layer in layers.items()}
+
+
+def _run(layer: nn.Module, rows: np.ndarray) -> torch.Tensor:
+    return layer(torch.from_numpy(rows))
 
 
 def measure(rounds: int, threads: int) -> list[dict]:

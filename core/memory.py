@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
+import functools
 import mmap
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the bot imports this module without torch when both models are remote
@@ -18,8 +19,8 @@ def release_freed_memory() -> None:
     while converting weights at load time, and activations after a batch of photos. Done at
     those moments it costs milliseconds (docs/performance.md). A no-op elsewhere than glibc.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    if malloc_trim := _libc("malloc_trim"):
+        malloc_trim(0)
 
 
 # mallopt(3)'s parameters, and the values `hold_freed_heap` gives them.
@@ -36,10 +37,9 @@ def hold_freed_heap() -> None:
     `release_freed_memory` when they go idle, as `bot.inference` does; from then on the
     process holds its busy memory only while busy. A no-op elsewhere than glibc.
     """
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_ABOVE)
-        libc.mallopt(_M_MMAP_THRESHOLD, _MAP_ABOVE)
+    if mallopt := _libc("mallopt"):
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_ABOVE)
+        mallopt(_M_MMAP_THRESHOLD, _MAP_ABOVE)
 
 
 # madvise(2)'s MADV_PAGEOUT (Linux 5.4): reclaim these pages now. It never loses data: a page
@@ -60,7 +60,18 @@ def page_out(tensor: torch.Tensor) -> None:
     last = (start + tensor.numel() * tensor.element_size()) // mmap.PAGESIZE * mmap.PAGESIZE
     if last <= first:
         return
-    with contextlib.suppress(OSError, AttributeError):
-        madvise = ctypes.CDLL("libc.so.6").madvise
-        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if madvise := _libc("madvise"):
         madvise(first, last - first, _MADV_PAGEOUT)
+
+
+@functools.cache
+def _libc(name: str) -> Callable[..., int] | None:
+    """The C library's function `name`, looked up once; None where there is no such library
+    or function (not glibc)."""
+    try:
+        function = getattr(ctypes.CDLL("libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    if name == "madvise":  # an address wider than the C int ctypes assumes
+        function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return function

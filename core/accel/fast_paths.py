@@ -103,7 +103,6 @@ def fast_classifier(
         if not onnx_encoder.supports(model):
             raise NotSupported("its layers are not ones the ONNX graph reproduces")
         layers = onnx_encoder.OnnxEncoderLayers(model, threads=torch.get_num_threads())
-        model.roberta.encoder.layer = torch.nn.ModuleList()  # the graph holds them
         names.append("int8 layers in one ONNX Runtime graph")
     if on_cpu and mode == BF16 and linear_layers.packing_available():
         linear_layers.pack_linear_layers(model)
@@ -114,8 +113,9 @@ def fast_classifier(
 
             layers = compiled_layers(model, compile_dir)
             if layers is not None:
-                model.roberta.encoder.layer = torch.nn.ModuleList()  # the package holds them
                 names.append("layers compiled for this CPU")
+    if layers is not None:
+        model.roberta.encoder.layer = torch.nn.ModuleList()  # the graph or package holds them
     return Runner(
         LeanPass(model, layers),
         ", ".join(names),

@@ -145,9 +145,10 @@ def block_output(graph: Graph, x: str, states: str, output: nn.Module) -> str:
 
 
 class OnnxLinear(nn.Module):
-    """An int8 layer's weights in an ONNX Runtime session of their own: the same numbers, fast."""
+    """A linear layer's weights (int8, or float32 for a plain `nn.Linear`) in an ONNX Runtime
+    session of their own: the same numbers, fast."""
 
-    def __init__(self, layer: Int8Layer, threads: int) -> None:
+    def __init__(self, layer: nn.Linear | Int8Layer, threads: int) -> None:
         super().__init__()
         self.in_features, self.out_features = layer.in_features, layer.out_features
         graph = Graph(1, layer.in_features)

@@ -68,7 +68,7 @@ def session(graph: onnx.ModelProto, threads: int) -> onnxruntime.InferenceSessio
 
 
 class Graph:
-    """The handful of ONNX building blocks a BERT-style decoder step needs."""
+    """The handful of ONNX building blocks that BLIP's and RoBERTa's layers need."""
 
     def __init__(self, heads: int, hidden_size: int) -> None:
         self.heads_count = heads
